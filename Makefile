@@ -1,0 +1,33 @@
+# seglib: `make demo` runs every notebook headless on the embedded synthetic data (results in runs/),
+# `make test` runs the tests. Both create .venv on first use (Python 3.11, CPU torch).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.seglib-installed
+export HF_HUB_OFFLINE ?= 1
+export SEGLIB_ENV ?= local
+export MPLBACKEND ?= Agg
+
+.PHONY: demo test lint clean-runs
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# pip < 24.1 keeps Catalyst 22.4 installable (its metadata is rejected by newer pip); a fresh venv has 23.2
+	$(PY) -m pip install -q "pip<24.1"
+	# torch first: the CPU build from the local wheel folder; torchvision pinned in the same resolver run
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m seglib.nbrun demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check seglib tests
+
+clean-runs:
+	@echo "runs/ holds checkpoints and results; delete it yourself if you mean it: rm -rf runs/"

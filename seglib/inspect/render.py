@@ -1,0 +1,346 @@
+"""Pure rendering helpers for segmentation (and depth) samples; numpy in, numpy or Figure out.
+
+Conventions: images are ``uint8`` ``H x W x 3`` RGB in 0..255; masks are integer (or bool) ``H x W`` class
+ids in ``0..n_classes-1`` (plus an optional ``ignore_index``); colour tables are ``uint8`` ``(C, 3)``
+as returned by :func:`seglib.data.classes.palette`. Bad input raises ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from seglib.data.classes import colorize, default_class_table, palette
+
+GREY = np.array([128, 128, 128], np.uint8)
+
+
+def check_image(image, name: str = "image") -> np.ndarray:
+    """Return ``image`` as a ``uint8 H x W x 3`` array; ``ValueError`` for another shape or dtype."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name} must be H x W x 3 RGB, got shape {image.shape}; convert grey/RGBA images to RGB")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 (0..255), got {image.dtype}; use (img * 255).round().astype(np.uint8)")
+    return image
+
+
+def check_mask(mask, n_classes: int, ignore_index: int | None = None, name: str = "mask") -> np.ndarray:
+    """Return ``mask`` as an ``intp H x W`` array after checking dtype and values.
+
+    Raises ``ValueError`` when it is not 2-D, not integer/bool, or holds ids outside ``0..n_classes-1``
+    other than ``ignore_index``.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"{name} must be H x W class ids, got shape {mask.shape}; squeeze channel dims / argmax logits")
+    if mask.dtype != bool and not np.issubdtype(mask.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer class ids, got dtype {mask.dtype}; use mask.astype(np.int64)")
+    mask = mask.astype(np.intp)
+    bad = (mask < 0) | (mask >= n_classes)
+    if ignore_index is not None:
+        bad &= mask != ignore_index
+    if bad.any():
+        vals = np.unique(mask[bad])[:5].tolist()
+        raise ValueError(
+            f"{name} has class ids {vals} outside 0..{n_classes - 1} (ignore_index={ignore_index}); "
+            "remap them to valid ids or pass the right ignore_index / n_classes"
+        )
+    return mask
+
+
+def _check_colors(colors, n_classes: int) -> np.ndarray:
+    colors = np.asarray(colors)
+    if colors.ndim != 2 or colors.shape[1] != 3 or len(colors) < n_classes:
+        raise ValueError(f"colors must be uint8 (>= {n_classes}, 3), got shape {colors.shape}; use palette(n_classes)")
+    if not np.issubdtype(colors.dtype, np.integer) or colors.min() < 0 or colors.max() > 255:
+        raise ValueError(f"colors must be RGB integers 0..255, got {colors.dtype}; use (c * 255).round().astype(np.uint8)")
+    return colors.astype(np.uint8)
+
+
+def _same_hw(a: np.ndarray, b: np.ndarray, na: str, nb: str) -> None:
+    if a.shape[:2] != b.shape[:2]:
+        raise ValueError(f"{na} is {a.shape[:2]} but {nb} is {b.shape[:2]}; resize them to the same H x W")
+
+
+def overlay(image, mask, colors, alpha: float = 0.5, ignore_index: int | None = None) -> np.ndarray:
+    """Blend colourised class ids over an image: ``(1 - alpha) * image + alpha * colors[mask]``.
+
+    Args: image ``uint8 H x W x 3`` RGB; mask integer ``H x W`` ids in ``0..len(colors)-1`` or
+    ``ignore_index`` (those pixels keep the image); colors ``uint8 (C, 3)``; alpha opacity in ``[0, 1]``
+    (0 gives the image, 1 the colourised mask). Returns ``uint8 H x W x 3``.
+    Raises ``ValueError`` for bad shapes, dtypes, ids or alpha.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    image = check_image(image)
+    colors = _check_colors(colors, 1)
+    mask = check_mask(mask, len(colors), ignore_index)
+    _same_hw(image, mask, "image", "mask")
+    col = colorize(mask, colors, ignore_index).astype(np.float32)
+    out = np.rint((1.0 - alpha) * image.astype(np.float32) + alpha * col).astype(np.uint8)
+    if ignore_index is not None:
+        keep = mask == ignore_index
+        out[keep] = image[keep]
+    return out
+
+
+def per_image_iou(pred, target, n_classes: int, ignore_index: int | None = None) -> float:
+    """Mean IoU of one image over the classes present in ``pred`` or ``target``.
+
+    Args:
+        pred, target: integer ``H x W`` ids in ``0..n_classes-1`` (or ``ignore_index``).
+        n_classes: number of classes.
+        ignore_index: pixels where ``target == ignore_index`` are excluded; that class is not averaged.
+
+    Returns:
+        IoU in ``[0, 1]``, or ``nan`` when no pixel is valid. Raises ``ValueError`` on bad input.
+    """
+    pred = check_mask(pred, n_classes, ignore_index, "pred")
+    target = check_mask(target, n_classes, ignore_index, "target")
+    _same_hw(pred, target, "pred", "target")
+    valid = np.ones(target.shape, bool) if ignore_index is None else target != ignore_index
+    p, t = pred[valid], target[valid]
+    if t.size == 0:
+        return float("nan")
+    p_ok = p != ignore_index if ignore_index is not None else np.ones(p.shape, bool)
+    inter = np.bincount(t[p == t], minlength=n_classes)[:n_classes]
+    area_p = np.bincount(p[p_ok], minlength=n_classes)[:n_classes]
+    area_t = np.bincount(t, minlength=n_classes)[:n_classes]
+    union = area_p + area_t - inter
+    present = union > 0
+    if ignore_index is not None and 0 <= ignore_index < n_classes:
+        present[ignore_index] = False
+    return float(np.mean(inter[present] / union[present])) if present.any() else float("nan")
+
+
+def order_worst_first(scores) -> np.ndarray:
+    """Indices of 1-D float ``scores`` sorted ascending (stable), NaN scores last; ``intp (N,)``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"scores must be 1-D, got shape {scores.shape}")
+    nan = np.isnan(scores)
+    order = np.argsort(np.where(nan, np.inf, scores), kind="stable")
+    return np.concatenate([order[~nan[order]], order[nan[order]]]).astype(np.intp)
+
+
+def resolve_colors(colors, class_names) -> np.ndarray:
+    """``colors`` checked as ``uint8 (>= C, 3)``, or the default class-table palette for ``C`` names."""
+    n = len(class_names)
+    if colors is None:
+        return palette(n, default_class_table(n, list(class_names)))
+    return _check_colors(colors, n)
+
+
+def _panel_fig(n_panels: int, h: int, w: int, extra_w: float = 0.0) -> Figure:
+    pw = 4.0
+    return Figure(figsize=(pw * n_panels + extra_w, max(2.0, pw * h / w) + 0.8), layout="constrained")
+
+
+def render_sample(image, true_mask, pred_mask=None, *, class_names, colors=None, show: str | None = None,
+                  alpha: float = 0.5, ignore_index: int | None = None, title: str | None = None) -> Figure:
+    """ImageSegmenter-like view of one sample: the image with a mask overlaid and a legend.
+
+    Args:
+        image: ``uint8 H x W x 3``; true_mask / pred_mask: integer ``H x W`` ids (pred optional).
+        class_names: one name per class id (``n_classes = len(class_names)``).
+        colors: ``uint8 (n_classes, 3)``; default from :func:`default_class_table`.
+        show: ``"true"``, ``"pred"`` or ``"both"`` (true | pred side by side); default ``"pred"`` when
+            ``pred_mask`` is given, else ``"true"``.
+        alpha: overlay opacity ``[0, 1]``; ignore_index: ids not drawn nor scored; title: prefix.
+
+    Returns:
+        A Figure whose suptitle holds ``title`` and, with a prediction, ``IoU x.xxx``; the legend lists
+        only the classes present in the shown mask(s). Raises ``ValueError`` on bad input.
+    """
+    show = show or ("pred" if pred_mask is not None else "true")
+    if show not in ("true", "pred", "both"):
+        raise ValueError(f"show must be 'true', 'pred' or 'both', got {show!r}")
+    if show != "true" and pred_mask is None:
+        raise ValueError(f"show={show!r} needs pred_mask; pass a prediction or show='true'")
+    n = len(class_names)
+    colors = resolve_colors(colors, class_names)
+    image = check_image(image)
+    true_mask = check_mask(true_mask, n, ignore_index, "true_mask")
+    _same_hw(image, true_mask, "image", "true_mask")
+    panels = []
+    if show in ("true", "both"):
+        panels.append(("true", true_mask))
+    if pred_mask is not None:
+        pred_mask = check_mask(pred_mask, n, ignore_index, "pred_mask")
+        _same_hw(image, pred_mask, "image", "pred_mask")
+        if show in ("pred", "both"):
+            panels.append(("pred", pred_mask))
+    ids = np.unique(np.concatenate([m.ravel() for _, m in panels]))
+    ids = [int(i) for i in ids if i != ignore_index and 0 <= i < n]
+    ncol = 1 if len(ids) <= 14 else 2
+    fig = _panel_fig(len(panels), *image.shape[:2], extra_w=2.4 * ncol)
+    for k, (label, m) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), k + 1)
+        ax.imshow(overlay(image, m, colors, alpha, ignore_index))
+        ax.set_title("ground truth" if label == "true" else "prediction")
+        ax.set_axis_off()
+    handles = [Patch(facecolor=colors[i] / 255.0, edgecolor="black", label=f"{i} {class_names[i]}") for i in ids]
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8, ncol=ncol)
+    parts = [title] if title else []
+    if pred_mask is not None:
+        parts.append(f"IoU {per_image_iou(pred_mask, true_mask, n, ignore_index):.3f}")
+    if parts:
+        fig.suptitle(" | ".join(parts))
+    return fig
+
+
+def prediction_grid(images, true_masks, pred_masks, colors, ignore_index: int | None = None) -> np.ndarray:
+    """Stack ``image | colourised true | colourised pred`` rows with 2 px white separators.
+
+    Args:
+        images: N ``uint8 H x W x 3`` (list or ``N x H x W x 3``); true_masks / pred_masks: N integer
+            ``H x W`` (same H x W for all); colors: ``uint8 (C, 3)``; ignore_index: drawn white.
+
+    Returns:
+        ``uint8`` of shape ``(N*H + 2*(N-1), 3*W + 4, 3)``, for ``add_image(..., dataformats="HWC")``.
+        Raises ``ValueError`` for empty input, differing counts or sizes, or bad masks.
+    """
+    colors = _check_colors(colors, 1)
+    if not (len(images) == len(true_masks) == len(pred_masks)) or len(images) == 0:
+        raise ValueError(
+            f"need the same non-zero number of images ({len(images)}), true_masks ({len(true_masks)}) "
+            f"and pred_masks ({len(pred_masks)})"
+        )
+    sep = 2
+    h, w = check_image(images[0], "images[0]").shape[:2]
+    n = len(images)
+    grid = np.full((n * h + sep * (n - 1), 3 * w + 2 * sep, 3), 255, np.uint8)
+    for k in range(n):
+        img = check_image(images[k], f"images[{k}]")
+        if img.shape[:2] != (h, w):
+            raise ValueError(f"images[{k}] is {img.shape[:2]} but images[0] is {(h, w)}; resize all to one size")
+        tm = check_mask(true_masks[k], len(colors), ignore_index, f"true_masks[{k}]")
+        pm = check_mask(pred_masks[k], len(colors), ignore_index, f"pred_masks[{k}]")
+        _same_hw(img, tm, f"images[{k}]", f"true_masks[{k}]")
+        _same_hw(img, pm, f"images[{k}]", f"pred_masks[{k}]")
+        y = k * (h + sep)
+        for j, panel in enumerate((img, colorize(tm, colors, ignore_index), colorize(pm, colors, ignore_index))):
+            grid[y:y + h, j * (w + sep):j * (w + sep) + w] = panel
+    return grid
+
+
+def _as_depth(depth, name: str) -> np.ndarray:
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[-1] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
+        raise ValueError(f"{name} must be a float H x W (or H x W x 1) array, got {depth.dtype} {depth.shape}")
+    return depth
+
+
+def _cmap_rgb(values: np.ndarray, vmin: float, vmax: float, cmap: str, bad: np.ndarray) -> np.ndarray:
+    if vmax <= vmin:
+        raise ValueError(f"vmax ({vmax}) must be greater than vmin ({vmin})")
+    if cmap not in colormaps:
+        raise ValueError(f"unknown colour map {cmap!r}; use a matplotlib name such as 'magma' or 'viridis'")
+    x = np.clip((np.nan_to_num(values, nan=vmin) - vmin) / (vmax - vmin), 0.0, 1.0)
+    rgb = np.rint(colormaps[cmap](x)[..., :3] * 255).astype(np.uint8)
+    rgb[bad] = GREY
+    return rgb
+
+
+def depth_to_rgb(depth, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "magma") -> np.ndarray:
+    """Colour-map a float ``H x W`` (or ``H x W x 1``) depth clipped to ``[vmin, vmax]``.
+
+    Returns ``uint8 H x W x 3``; non-finite pixels are grey. ``ValueError`` for non-float input,
+    ``vmax <= vmin`` or an unknown ``cmap``.
+    """
+    depth = _as_depth(depth, "depth")
+    return _cmap_rgb(depth, vmin, vmax, cmap, ~np.isfinite(depth))
+
+
+def error_map(pred, target, valid=None, vmax: float | None = None, cmap: str = "inferno") -> np.ndarray:
+    """Absolute error ``|pred - target|`` as a colour map; invalid pixels grey.
+
+    Args:
+        pred, target: float ``H x W`` (or ``H x W x 1``) depths; valid: optional bool ``H x W``
+            (non-finite pixels are invalid too); vmax: error mapped to the top colour (default: the
+            largest valid error); cmap: matplotlib colour map name.
+
+    Returns ``uint8 H x W x 3``. Raises ``ValueError`` for mismatched shapes or non-float depths.
+    """
+    pred, target = _as_depth(pred, "pred"), _as_depth(target, "target")
+    _same_hw(pred, target, "pred", "target")
+    ok = np.isfinite(pred) & np.isfinite(target)
+    if valid is not None:
+        valid = np.asarray(valid)
+        if valid.shape != ok.shape:
+            raise ValueError(f"valid is {valid.shape} but pred is {ok.shape}; give one flag per pixel")
+        ok &= valid.astype(bool)
+    err = np.abs(np.where(ok, pred - target, 0.0))
+    top = float(err.max()) if vmax is None and ok.any() else (vmax or 0.0)
+    return _cmap_rgb(err, 0.0, max(top, 1e-6), cmap, ~ok)
+
+
+def binary_iou(pred, target) -> float:
+    """Foreground IoU of two binary ``H x W`` masks (bool or 0/1 ints); NaN if both are empty."""
+    p = check_mask(pred, 2, None, "pred_mask").astype(bool)
+    t = check_mask(target, 2, None, "true_mask").astype(bool)
+    _same_hw(p, t, "pred_mask", "true_mask")
+    union = np.logical_or(p, t).sum()
+    return float(np.logical_and(p, t).sum() / union) if union else float("nan")
+
+
+def depth_rmse(pred, target, valid=None) -> float:
+    """Root-mean-square error of float ``H x W`` depths over valid, finite pixels; NaN if none."""
+    pred, target = _as_depth(pred, "pred_depth"), _as_depth(target, "true_depth")
+    _same_hw(pred, target, "pred_depth", "true_depth")
+    ok = np.isfinite(pred) & np.isfinite(target)
+    if valid is not None:
+        valid = np.asarray(valid)
+        if valid.shape != ok.shape:
+            raise ValueError(f"valid is {valid.shape} but depth is {ok.shape}; give one flag per pixel")
+        ok &= valid.astype(bool)
+    return float(np.sqrt(np.mean((pred[ok] - target[ok]) ** 2))) if ok.any() else float("nan")
+
+
+def render_depth_sample(image, true_mask, pred_mask, true_depth, pred_depth, valid=None, *, mask_view: str = "pred",
+                        depth_view: str = "pred", alpha: float = 0.5, color=(0, 255, 0), vmin: float = 0.0,
+                        vmax: float = 1.0, cmap: str = "magma", title: str | None = None) -> Figure:
+    """Two panels for a depth + binary-mask sample: image with a mask overlaid | depth (or error map).
+
+    Args:
+        image: ``uint8 H x W x 3``; true_mask / pred_mask: binary ``H x W`` (bool or 0/1, thresholded);
+        true_depth / pred_depth: float ``H x W`` in ``[vmin, vmax]``; valid: optional bool ``H x W``
+            (pixels with ground-truth depth); mask_view: ``"true"`` or ``"pred"``; depth_view:
+            ``"true"``, ``"pred"`` or ``"error"``; color: RGB of the foreground overlay.
+
+    Returns:
+        A Figure with suptitle ``[title | ]IoU x.xxx | RMSE x.xxxx``. Raises ``ValueError`` on bad input.
+    """
+    if mask_view not in ("true", "pred"):
+        raise ValueError(f"mask_view must be 'true' or 'pred', got {mask_view!r}")
+    if depth_view not in ("true", "pred", "error"):
+        raise ValueError(f"depth_view must be 'true', 'pred' or 'error', got {depth_view!r}")
+    image = check_image(image)
+    iou = binary_iou(pred_mask, true_mask)
+    rmse = depth_rmse(pred_depth, true_depth, valid)
+    mask = check_mask(true_mask if mask_view == "true" else pred_mask, 2, None, f"{mask_view}_mask")
+    _same_hw(image, mask, "image", f"{mask_view}_mask")
+    colors = np.array([[0, 0, 0], color], np.uint8)
+    if depth_view == "error":
+        depth_rgb = error_map(pred_depth, true_depth, valid)
+    else:
+        depth_rgb = depth_to_rgb(true_depth if depth_view == "true" else pred_depth, vmin, vmax, cmap)
+    _same_hw(image, depth_rgb, "image", "depth")
+    fig = _panel_fig(2, *image.shape[:2])
+    names = {"true": "ground truth", "pred": "prediction", "error": "|pred - true| depth"}
+    for k, (panel, label) in enumerate(((overlay(image, mask, colors, alpha, ignore_index=0), "mask"),
+                                        (depth_rgb, "depth"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        ax.imshow(panel)
+        view = mask_view if k == 0 else depth_view
+        ax.set_title(names[view] if view == "error" else f"{label}: {names[view]}")
+        ax.set_axis_off()
+    parts = ([title] if title else []) + [f"IoU {iou:.3f}", f"RMSE {rmse:.4f}"]
+    fig.suptitle(" | ".join(parts))
+    return fig

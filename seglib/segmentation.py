@@ -1,0 +1,266 @@
+"""A semantic-segmentation experiment from data to summary: what the JetCar notebook calls, step by step.
+
+``run = SegmentationRun(cfg, data=DATA)`` then ``run.prepare()`` (fetch, check, count),
+``run.train()`` (resumable), ``run.evaluate()``, ``run.viewer()``, ``run.export()`` and
+``run.write_summary()``. Each step is plain and tested; the notebook only sets parameters and shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .data import synthetic  # noqa: F401  (registers the generators)
+from .data.classes import colorize, default_class_table, palette
+from .data.datasets import SegmentationDataset
+from .data.io import DataError, check_pair_size, image_size, read_mask
+from .data.layouts import Splits, load_splits, split_counts
+from .data.sources import resolve_data
+from .data.transforms import denormalize, size_fn, size_for_epoch
+from .export import png_bytes, pred_name, write_zip
+from .losses import build_loss
+from .metrics import SegmentationMetrics
+from .models import build_model
+from .predict import predict_samples
+from .runtime import pick_device, seed_everything, workspace
+from .train.checkpoint import load_checkpoint
+from .train.trainer import FitResult, Trainer
+
+SMOKE_COUNTS = {"train": 16, "val": 8, "test": 4}
+
+
+def _subset(samples: list, n: int) -> list:
+    """``n`` samples spread evenly over the list (deterministic)."""
+    if len(samples) <= n:
+        return samples
+    idx = np.linspace(0, len(samples) - 1, n).round().astype(int)
+    return [samples[i] for i in idx]
+
+
+class SegmentationRun:
+    """One experiment: data source, layout, model, training, evaluation, export and summary.
+
+    Args:
+        cfg: the training configuration (``cfg.experiment`` names the work folder).
+        data: a ``DATA`` value (see :func:`seglib.data.sources.resolve_data`); ``"synthetic"`` = streets.
+        workdir: results folder (default: Drive on Colab, ``runs/<experiment>`` elsewhere).
+        class_names: one name per class (default: JetCar's for 22 classes, CamVid's for 12).
+        layout: ``"auto"``, ``"jetcar"`` or ``"pairs"``.
+        data_sha256: expected SHA-256 of a zip/download.
+        smoke: keep only a few images per split (CPU runs in seconds).
+        synthetic_kwargs: arguments of the synthetic generator (counts, size, seed).
+        notebook: name recorded in ``summary.json``.
+        device: ``"cpu"``/``"cuda"``; default CUDA when available.
+    """
+
+    def __init__(self, cfg: TrainConfig, data: str = "synthetic", *, workdir=None, local=None,
+                 class_names: list[str] | None = None, layout: str = "auto", data_sha256: str | None = None,
+                 smoke: bool = False, synthetic_kwargs: dict | None = None, notebook: str = "jetcar_segmentation",
+                 device: str | None = None):
+        self.t0 = time.monotonic()
+        self.cfg, self.data, self.layout, self.smoke, self.notebook = cfg, str(data), layout, smoke, notebook
+        self.sha256, self.synthetic_kwargs = data_sha256, synthetic_kwargs
+        self.table = default_class_table(cfg.n_classes, class_names)
+        self.class_names = [name for _, name, _ in self.table]
+        self.colors = palette(cfg.n_classes, self.table)
+        self.ws = workspace(cfg.experiment, workdir, local)
+        self.device = pick_device(device)
+        self.splits: Splits = {}
+        self.root: Path | None = None
+        self.fit_result: FitResult | None = None
+        self.final_metrics: dict = {}
+        self.predictions_zip: Path | None = None
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, check: bool = True) -> Splits:
+        """Fetch the data, read its layout, check it and print the counts per split.
+
+        Raises:
+            DataError: any data problem (missing/unreadable files, unmatched pairs, size mismatch, mask
+                values out of range); the message names the file and the fix.
+        """
+        kwargs = self.synthetic_kwargs
+        if kwargs is None and self.smoke:
+            kwargs = {"n_train": 24, "n_val": 8, "n_test": 4, "size": 96}
+        self.root = resolve_data(self.data, synthetic="streets", synthetic_kwargs=kwargs, sha256=self.sha256)
+        self.layout, splits = load_splits(self.root, self.layout, seed=self.cfg.seed)
+        if self.smoke:
+            splits = {k: _subset(v, SMOKE_COUNTS[k]) for k, v in splits.items()}
+        self.splits = splits
+        print(f"data: {self.root} ({self.layout} layout) -- {split_counts(splits)}")
+        if check:
+            self.check()
+        return splits
+
+    def check(self) -> None:
+        """Read every train/val mask once: sizes match their images and values are valid class ids."""
+        for split in ("train", "val"):
+            for s in self.splits[split]:
+                mask = read_mask(s.mask, self.cfg.n_classes, self.cfg.ignore_index)
+                w, h = image_size(s.image)
+                if mask.shape != (h, w):
+                    check_pair_size(s.image, s.mask)
+
+    def dataset(self, split: str, augment: str | None = None) -> SegmentationDataset:
+        """The dataset of ``split`` with the configured resize schedule (augmentation on train only)."""
+        if not self.splits:
+            raise RuntimeError("call prepare() first")
+        aug = augment if augment is not None else (self.cfg.augment if split == "train" else "none")
+        return SegmentationDataset(self.splits[split], self.cfg.n_classes,
+                                   size_fn(self.cfg.img_size, self.cfg.resize_schedule), aug, self.cfg.seed,
+                                   self.cfg.ignore_index)
+
+    # ------------------------------------------------------------------ model and training
+    def build_model(self):
+        """Seeded model from the registry (``model_kwargs`` plus classes and encoder weights)."""
+        seed_everything(self.cfg.seed)
+        return build_model(self.cfg.model, classes=self.cfg.n_classes, encoder_weights=self.cfg.encoder_weights,
+                           **self.cfg.model_kwargs)
+
+    def loss(self):
+        return build_loss(self.cfg.loss, self.cfg.n_classes, self.cfg.ignore_index, **self.cfg.loss_kwargs)
+
+    def render_grid(self, inputs, outputs, targets) -> np.ndarray:
+        """image | true mask | predicted mask rows for TensorBoard (class colours)."""
+        from .inspect.render import prediction_grid
+
+        images = [denormalize(x) for x in inputs]
+        return prediction_grid(images, [t.numpy() for t in targets], [o.argmax(0).numpy() for o in outputs],
+                               self.colors, self.cfg.ignore_index)
+
+    def trainer(self, lr_override: float | None = None, callbacks=(), progress: bool = True) -> Trainer:
+        """A :class:`Trainer` for this run (``fit()`` resumes from the work folder if possible)."""
+        return Trainer(self.cfg, self.build_model(), self.dataset("train"), self.dataset("val"), self.ws,
+                       loss_fn=self.loss(), render_grid=self.render_grid,
+                       metrics_factory=lambda: SegmentationMetrics(self.cfg.n_classes, self.cfg.ignore_index),
+                       callbacks=callbacks, lr_override=lr_override, device=str(self.device), progress=progress)
+
+    def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True) -> FitResult:
+        """Train (or resume, or do nothing if finished) and return the :class:`FitResult`."""
+        self.fit_result = self.trainer(lr_override, callbacks, progress).fit()
+        return self.fit_result
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Local TensorBoard folder (point ``%tensorboard --logdir`` here; Drive syncs event files late)."""
+        return self.ws.local / "tensorboard"
+
+    def load_model(self, which: str = "best"):
+        """The model with weights from ``checkpoints/<which>.pt`` (``"best"`` falls back to ``"last"``)."""
+        model = self.build_model_quiet()
+        for name in ([which, "last"] if which == "best" else [which]):
+            ckpt = load_checkpoint(self.ws.local / "checkpoints" / f"{name}.pt")
+            if ckpt is not None:
+                model.load_state_dict(ckpt["model"])
+                return model.to(self.device).eval()
+        raise FileNotFoundError(f"no checkpoint in {self.ws.local / 'checkpoints'}; run train() first")
+
+    def build_model_quiet(self):
+        """Model skeleton without fetching pretrained weights (they are replaced by a checkpoint)."""
+        return build_model(self.cfg.model, classes=self.cfg.n_classes, encoder_weights=None, **self.cfg.model_kwargs)
+
+    def eval_size(self) -> int:
+        """Side length used for final evaluation: the size the best epoch was validated at."""
+        best_epoch = (self.fit_result.best["epoch"] if self.fit_result and self.fit_result.best["epoch"] else None)
+        return size_for_epoch(best_epoch or max(1, self.cfg.epochs), self.cfg.img_size, self.cfg.resize_schedule)
+
+    # ------------------------------------------------------------------ evaluation and inspection
+    @torch.no_grad()
+    def evaluate(self, which: str = "best", split: str = "val") -> dict:
+        """Loss, mIoU, Dice, pixel accuracy, per-class IoU and confusion matrix of ``which`` on ``split``."""
+        model, loss_fn = self.load_model(which), self.loss()
+        size = self.eval_size()
+        ds = SegmentationDataset(self.splits[split], self.cfg.n_classes, size, "none", self.cfg.seed, self.cfg.ignore_index)
+        metrics = SegmentationMetrics(self.cfg.n_classes, self.cfg.ignore_index)
+        loss_sum, seen = 0.0, 0
+        loader = torch.utils.data.DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
+        for batch in loader:
+            x, t = batch["input"].to(self.device), batch["target"].to(self.device)
+            out = model(x)
+            loss_sum += float(loss_fn(out, t)) * len(x)
+            seen += len(x)
+            metrics.update(out, t)
+        scores = metrics.compute()
+        scores["loss"] = loss_sum / max(seen, 1)
+        scores["img_size"] = size
+        self.final_metrics = scores
+        return scores
+
+    def predictions(self, split: str = "val", which: str = "best", max_samples: int = 200) -> dict:
+        """Images, true masks and predictions of ``split`` at original resolution, for viewers and plots."""
+        model = self.load_model(which)
+        samples = self.splits[split][:max_samples]
+        out = {"names": [], "images": [], "true": [], "pred": []}
+        for s, image, pred, _ in predict_samples(model, samples, self.eval_size(), self.device, self.cfg.batch_size):
+            out["names"].append(s.name)
+            out["images"].append(image)
+            out["pred"].append(pred)
+            out["true"].append(read_mask(s.mask, self.cfg.n_classes, self.cfg.ignore_index) if s.mask else None)
+        return out
+
+    def viewer(self, split: str = "val", max_samples: int = 200):
+        """An ipywidgets :class:`~seglib.inspect.widgets.SegmentationViewer` over ``split``."""
+        from .inspect.widgets import SegmentationViewer
+
+        p = self.predictions(split, max_samples=max_samples)
+        return SegmentationViewer(p["images"], p["true"], p["pred"], class_names=self.class_names,
+                                  colors=self.colors, ignore_index=self.cfg.ignore_index, names=p["names"])
+
+    # ------------------------------------------------------------------ export and summary
+    def export(self, split: str | None = None, which: str = "best") -> Path:
+        """Predict ``split`` (default ``test``, or ``val`` when there is no test split) and write
+        ``WORKDIR/predictions.zip``: ``Pred_*.png`` class ids plus ``preview/Pred_*.png`` colour overlays."""
+        split = split or ("test" if self.splits.get("test") else "val")
+        model = self.load_model(which)
+
+        def members():
+            for s, image, pred, _ in predict_samples(model, self.splits[split], self.eval_size(), self.device,
+                                                     self.cfg.batch_size):
+                name = pred_name(s.name)
+                yield name, png_bytes(pred)
+                preview = (0.5 * image + 0.5 * colorize(pred, self.colors)).astype(np.uint8)
+                yield f"preview/{name}", png_bytes(np.concatenate([image, preview], 1))
+
+        self.predictions_zip = write_zip(self.ws.workdir / "predictions.zip", members())
+        print(f"wrote {len(self.splits[split])} predictions of the {split} split to {self.predictions_zip}")
+        return self.predictions_zip
+
+    def summary(self) -> dict:
+        """The ``summary.json`` content (same form for every seglib notebook)."""
+        fr = self.fit_result
+        fm = {k: v for k, v in self.final_metrics.items() if k in ("loss", "miou", "dice", "pixel_accuracy", "img_size")}
+        if "iou_per_class" in self.final_metrics:
+            fm["iou_per_class"] = dict(zip(self.class_names, self.final_metrics["iou_per_class"]))
+        return {
+            "notebook": self.notebook,
+            "data": {"source": self.data, "path": str(self.root), "layout": self.layout,
+                     "counts": {k: len(v) for k, v in self.splits.items()}},
+            "epochs_completed": fr.epochs_completed if fr else 0,
+            "resumed_from": fr.resumed_from if fr else None,
+            "best": fr.best if fr else None,
+            "stopped_early": fr.stopped_early if fr else False,
+            "final_metrics": fm,
+            "seconds": time.monotonic() - self.t0,
+            "config": self.cfg.to_dict(),
+            "checkpoint": str(self.ws.workdir / "checkpoints" / "last.pt"),
+            "best_checkpoint": str(self.ws.workdir / "checkpoints" / "best.pt"),
+            "predictions": str(self.predictions_zip) if self.predictions_zip else None,
+            "tensorboard": str(self.ws.workdir / "tensorboard"),
+        }
+
+    def write_summary(self) -> Path:
+        """Write ``WORKDIR/summary.json`` atomically and return its path."""
+        path = self.ws.workdir / "summary.json"
+        tmp = path.with_name(f"summary.json.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(self.summary(), indent=2, default=str))
+        os.replace(tmp, path)
+        return path
+
+
+__all__ = ["DataError", "SegmentationRun"]

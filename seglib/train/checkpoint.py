@@ -1,0 +1,170 @@
+"""The one checkpoint format: atomic writes, a kept previous copy, RNG capture, and Drive mirroring.
+
+A checkpoint is a ``dict`` that ``torch.load(path, weights_only=True)`` accepts (tensors, numbers,
+strings, lists, dicts only) with at least the key ``"model"`` (the state_dict). Writes go to a
+temporary file in the same folder, are flushed and ``fsync``-ed, and replace the target with
+``os.replace``; the previous ``last.pt`` is kept as ``last.prev.pt`` so a checkpoint that fails to
+load (a torn copy on a synced drive) falls back to the one before it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TMP_MARK = ".tmp-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: dict, path: str | os.PathLike, keep_previous: bool = False) -> Path:
+    """Write ``obj`` with ``torch.save`` to ``path`` atomically.
+
+    Args:
+        obj: the checkpoint dict.
+        path: target file; its folder is created.
+        keep_previous: before replacing, keep the existing file as ``<stem>.prev<suffix>`` (hard link,
+            or a copy where links are unsupported), so a good checkpoint always exists on disk.
+
+    Returns:
+        ``path``. A crash at any moment leaves the old file (or the new one) complete; at worst a stale
+        ``.tmp-`` file remains, which :func:`clean_stale` removes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    if keep_previous and path.exists():
+        prev = previous_path(path)
+        prev_tmp = prev.with_name(f"{prev.name}{TMP_MARK}{os.getpid()}")
+        try:
+            os.link(path, prev_tmp)
+        except OSError:
+            shutil.copy2(path, prev_tmp)
+        os.replace(prev_tmp, prev)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return path
+
+
+def previous_path(path: Path) -> Path:
+    """``last.pt`` -> ``last.prev.pt``."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def clean_stale(folder: Path) -> list[Path]:
+    """Delete ``*.tmp-<pid>`` files left by interrupted writes in ``folder``; returns what was removed."""
+    removed = []
+    if Path(folder).is_dir():
+        for p in Path(folder).iterdir():
+            if TMP_MARK in p.name:
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict | None:
+    """Load ``path`` with ``weights_only=True``, falling back to its ``.prev`` copy if it is unreadable.
+
+    Returns:
+        The checkpoint dict, or None when neither file exists.
+
+    Raises:
+        RuntimeError: both files exist and neither loads (the message names them).
+    """
+    path = Path(path)
+    errors = []
+    for candidate in (path, previous_path(path)):
+        if not candidate.exists():
+            continue
+        try:
+            ckpt = torch.load(candidate, map_location=map_location, weights_only=True)
+            if candidate != path:
+                warnings.warn(f"{path} could not be read ({errors[-1] if errors else 'missing'}); resumed from "
+                              f"{candidate} instead", UserWarning, stacklevel=2)
+            return ckpt
+        except Exception as err:  # noqa: BLE001 - any unpickling/zip error means "unreadable"
+            errors.append(f"{candidate}: {type(err).__name__}: {err}")
+    if errors:
+        raise RuntimeError("no readable checkpoint: " + "; ".join(errors) +
+                           ". Move these files away to start from scratch (nothing is deleted automatically)")
+    return None
+
+
+def rng_state() -> dict:
+    """All RNG states (Python, NumPy global, torch CPU, torch CUDA) in ``weights_only``-safe types."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore what :func:`rng_state` captured (CUDA states only where CUDA is available)."""
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:
+    """Copy files or folders ``relpaths`` from ``src_root`` to ``dst_root`` (e.g. local disk -> Drive).
+
+    Files are copied to a temporary name, size-checked and renamed into place, so the Drive copy is
+    never half-written; unchanged files (same size and mtime) are skipped.
+
+    Raises:
+        OSError: a copy whose size differs from the source (Drive full or disconnected).
+    """
+    src_root, dst_root = Path(src_root), Path(dst_root)
+    if src_root.resolve() == dst_root.resolve():
+        return
+    files: list[Path] = []
+    for rel in relpaths:
+        p = src_root / rel
+        if p.is_dir():
+            files.extend(q for q in p.rglob("*") if q.is_file() and TMP_MARK not in q.name)
+        elif p.is_file():
+            files.append(p)
+    for f in files:
+        dst = dst_root / f.relative_to(src_root)
+        st = f.stat()
+        if dst.exists() and dst.stat().st_size == st.st_size and int(dst.stat().st_mtime) == int(st.st_mtime):
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f"{dst.name}{TMP_MARK}{os.getpid()}")
+        shutil.copy2(f, tmp)
+        if tmp.stat().st_size != st.st_size:
+            tmp.unlink(missing_ok=True)
+            raise OSError(f"copy of {f} to {dst} is incomplete; is the drive full or disconnected?")
+        os.replace(tmp, dst)

@@ -1,0 +1,197 @@
+"""Layouts, decoding and every bad input named in issue 2, on real files written to tmp_path and on CamVid."""
+
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seglib.data.datasets import SegmentationDataset
+from seglib.data.io import DataError, read_image, read_mask
+from seglib.data.layouts import load_splits, split_counts
+from seglib.data.sources import drive_file_id, resolve_data, safe_extract, sha256_file
+
+
+def _img(path, size=(32, 24), mode="RGB", value=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(len(str(path)))
+    shape = (size[1], size[0]) + ((len(mode),) if mode in ("RGB", "RGBA") else ())
+    arr = rng.integers(0, 256, shape, dtype=np.uint8) if value is None else np.full(shape, value, np.uint8)
+    Image.fromarray(arr, mode).save(path)
+    return path
+
+
+def _mask(path, size=(32, 24), values=(0, 1, 2)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.resize(np.array(values, np.uint8), size[0] * size[1]).reshape(size[1], size[0])
+    Image.fromarray(arr, "L").save(path)
+    return path
+
+
+def jetcar(root, n=(3, 2, 1)):
+    for split, k in zip(("Train", "Val", "Test"), n):
+        for i in range(k):
+            _img(root / "DataSet" / "Img" / split / f"Img_{i:03d}.jpg")
+            if split != "Test":
+                _mask(root / "DataSet" / "Mask" / split / f"Mask_{i:03d}.png")
+    return root
+
+
+def test_jetcar_layout_and_junk_files(tmp_path):
+    jetcar(tmp_path)
+    (tmp_path / "DataSet" / "Img" / "Train" / ".DS_Store").write_bytes(b"junk")
+    (tmp_path / "DataSet" / "Mask" / "Train" / "Thumbs.db").write_bytes(b"junk")
+    name, splits = load_splits(tmp_path)
+    assert name == "jetcar"
+    assert split_counts(splits) == "train: 3 images, val: 2 images, test: 1 images"
+    s = splits["train"][0]
+    assert s.image.name == "Img_000.jpg" and s.mask.name == "Mask_000.png" and splits["test"][0].mask is None
+
+
+def test_camvid_pairs_layout(camvid):
+    name, splits = load_splits(camvid)
+    assert name == "pairs" and len(splits["train"]) == 92 and len(splits["val"]) == 101 and not splits["test"]
+    mask = read_mask(splits["val"][0].mask, 12, 11)
+    assert mask.shape == (360, 480) and mask.max() <= 11
+    ds = SegmentationDataset(splits["train"][:2], 12, 64, "flip", seed=0, ignore_index=11)
+    item = ds[(3, 1)]
+    assert item["input"].shape == (3, 64, 64) and item["target"].shape == (64, 64) and item["index"] == 1
+    assert int(item["target"].max()) <= 11
+
+
+def test_pairs_seeded_split_without_split_files(tmp_path):
+    for i in range(10):
+        _img(tmp_path / "images" / f"{i}.png")
+        _mask(tmp_path / "masks" / f"{i}.png", values=(0, 255))
+    _, a = load_splits(tmp_path, seed=1)
+    _, b = load_splits(tmp_path, seed=1)
+    _, c = load_splits(tmp_path, seed=2)
+    assert [s.name for s in a["val"]] == [s.name for s in b["val"]] != [s.name for s in c["val"]]
+    assert len(a["val"]) == 2 and len(a["train"]) == 8
+    m = read_mask(a["train"][0].mask, 2)
+    assert set(np.unique(m)) == {0, 1}  # {0,255} -> {0,1}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
+def test_image_modes_read_as_rgb(tmp_path, mode):
+    arr = read_image(_img(tmp_path / "x.png", mode=mode))
+    assert arr.shape == (24, 32, 3) and arr.dtype == np.uint8
+
+
+# ------------------------------------------------------------------------------------ bad input
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_splits(tmp_path / "nope")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    with pytest.raises(DataError, match="no image files"):
+        load_splits(tmp_path)
+    with pytest.raises(DataError, match="cannot tell the layout"):
+        load_splits(tmp_path / "images")
+
+
+def test_empty_split(tmp_path):
+    jetcar(tmp_path, n=(2, 0, 0))
+    (tmp_path / "DataSet" / "Img" / "Val").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "DataSet" / "Mask" / "Val").mkdir(parents=True, exist_ok=True)
+    with pytest.raises(DataError, match="val split .* is empty"):
+        load_splits(tmp_path)
+
+
+def test_image_without_mask_and_mask_without_image(tmp_path):
+    jetcar(tmp_path)
+    _img(tmp_path / "DataSet" / "Img" / "Train" / "Img_777.jpg")
+    with pytest.raises(DataError, match="images without a mask.*Img_777.jpg.*Mask_"):
+        load_splits(tmp_path)
+    (tmp_path / "DataSet" / "Img" / "Train" / "Img_777.jpg").unlink()
+    _mask(tmp_path / "DataSet" / "Mask" / "Val" / "Mask_555.png")
+    with pytest.raises(DataError, match="masks without an image.*Mask_555.png"):
+        load_splits(tmp_path)
+
+
+def test_pairs_split_file_naming_missing_image(tmp_path):
+    _img(tmp_path / "images" / "a.png")
+    _mask(tmp_path / "masks" / "a.png")
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.txt").write_text("a.png\n")
+    (tmp_path / "splits" / "val.txt").write_text("ghost.png\n")
+    with pytest.raises(DataError, match="val.txt lists 'ghost.png'"):
+        load_splits(tmp_path)
+
+
+def test_size_mismatch_named(tmp_path):
+    jetcar(tmp_path)
+    _mask(tmp_path / "DataSet" / "Mask" / "Train" / "Mask_001.png", size=(16, 16))
+    _, splits = load_splits(tmp_path)
+    ds = SegmentationDataset(splits["train"], 3, 32)
+    with pytest.raises(DataError, match=r"Img_001.jpg is 32x24 but its mask .*Mask_001.png is 16x16"):
+        ds[1]
+
+
+def test_mask_values_out_of_range(tmp_path):
+    p = _mask(tmp_path / "m.png", values=(0, 5, 30))
+    with pytest.raises(DataError, match=r"m.png has values \[5, 30\] >= N_CLASSES=3"):
+        read_mask(p, 3)
+    with pytest.raises(DataError, match=r"values \[5\].*IGNORE_INDEX is 30"):
+        read_mask(p, 3, ignore_index=30)
+    assert read_mask(p, 6, ignore_index=30).max() == 30
+
+
+def test_colour_mask_refused(tmp_path):
+    p = _img(tmp_path / "colour.png")
+    with pytest.raises(DataError, match="colour image"):
+        read_mask(p, 3)
+
+
+def test_unreadable_image(tmp_path):
+    jetcar(tmp_path)
+    (tmp_path / "DataSet" / "Img" / "Train" / "Img_000.jpg").write_bytes(b"not a jpeg at all")
+    _, splits = load_splits(tmp_path)
+    with pytest.raises(DataError, match="cannot read image file .*Img_000.jpg"):
+        SegmentationDataset(splits["train"], 3, 32)[0]
+
+
+# ------------------------------------------------------------------------------------ sources
+def test_zip_source_extracts_once_and_checks_sha(tmp_path):
+    src = jetcar(tmp_path / "src")
+    z = tmp_path / "JetCar_DataSet.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            if p.is_file():
+                zf.write(p, p.relative_to(src))
+        zf.writestr("__MACOSX/._junk", b"x")
+    cache = tmp_path / "cache"
+    root = resolve_data(str(z), cache=cache, sha256=sha256_file(z))
+    assert root == resolve_data(str(z), cache=cache)  # cached
+    assert not (root / "__MACOSX").exists()
+    assert load_splits(root)[0] == "jetcar"
+    with pytest.raises(DataError, match="sha256"):
+        resolve_data(str(z), cache=tmp_path / "c2", sha256="0" * 64)
+
+
+@pytest.mark.parametrize("bad", ["/etc/evil.txt", "../evil.txt", "a/../../evil.txt", "C:/evil.txt"])
+def test_zip_with_unsafe_paths_is_refused(tmp_path, bad):
+    z = tmp_path / "bad.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("ok.txt", b"fine")
+        zf.writestr(bad, b"evil")
+    with pytest.raises(DataError, match="unsafe path"):
+        safe_extract(z, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_drive_ids_and_offline_download_fails_fast(tmp_path):
+    fid = "1AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+    assert drive_file_id(f"https://drive.google.com/file/d/{fid}/view?usp=sharing") == fid
+    assert drive_file_id(f"https://drive.google.com/uc?id={fid}") == fid
+    assert drive_file_id(f"gdrive:{fid}") == fid and drive_file_id(fid) == fid
+    assert drive_file_id("runs/data") is None
+    with pytest.raises(DataError, match="could not download Google Drive file"):
+        resolve_data(f"gdrive:{fid}", cache=tmp_path)
+
+
+def test_unknown_data_string(tmp_path):
+    with pytest.raises(DataError, match="not an existing folder"):
+        resolve_data("no/such/dir", cache=tmp_path)
+    with pytest.raises(KeyError, match="streets"):
+        resolve_data("synthetic:nope", cache=tmp_path)
