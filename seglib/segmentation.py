@@ -7,44 +7,29 @@
 
 from __future__ import annotations
 
-import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import TrainConfig
-from .data import synthetic  # noqa: F401  (registers the generators)
 from .data.classes import colorize, default_class_table, palette
 from .data.datasets import SegmentationDataset
 from .data.io import DataError, check_pair_size, image_size, read_mask
 from .data.layouts import Splits, load_splits, split_counts
 from .data.sources import resolve_data
-from .data.transforms import denormalize, size_fn, size_for_epoch
+from .data.transforms import denormalize, size_fn
+from .experiment import Experiment, subset_evenly
 from .export import png_bytes, pred_name, write_zip
 from .losses import build_loss
 from .metrics import SegmentationMetrics
-from .models import build_model
 from .predict import predict_samples
-from .runtime import pick_device, seed_everything, workspace
-from .train.checkpoint import load_checkpoint
-from .train.trainer import FitResult, Trainer
 
 SMOKE_COUNTS = {"train": 16, "val": 8, "test": 4}
 
 
-def _subset(samples: list, n: int) -> list:
-    """``n`` samples spread evenly over the list (deterministic)."""
-    if len(samples) <= n:
-        return samples
-    idx = np.linspace(0, len(samples) - 1, n).round().astype(int)
-    return [samples[i] for i in idx]
-
-
-class SegmentationRun:
-    """One experiment: data source, layout, model, training, evaluation, export and summary.
+class SegmentationRun(Experiment):
+    """One semantic-segmentation experiment: data source, layout, model, training, evaluation, export, summary.
 
     Args:
         cfg: the training configuration (``cfg.experiment`` names the work folder).
@@ -57,25 +42,20 @@ class SegmentationRun:
         synthetic_kwargs: arguments of the synthetic generator (counts, size, seed).
         notebook: name recorded in ``summary.json``.
         device: ``"cpu"``/``"cuda"``; default CUDA when available.
+
+    Raises:
+        ValueError: ``class_names`` of the wrong length.
     """
 
     def __init__(self, cfg: TrainConfig, data: str = "synthetic", *, workdir=None, local=None,
                  class_names: list[str] | None = None, layout: str = "auto", data_sha256: str | None = None,
                  smoke: bool = False, synthetic_kwargs: dict | None = None, notebook: str = "jetcar_segmentation",
                  device: str | None = None):
-        self.t0 = time.monotonic()
-        self.cfg, self.data, self.layout, self.smoke, self.notebook = cfg, str(data), layout, smoke, notebook
-        self.sha256, self.synthetic_kwargs = data_sha256, synthetic_kwargs
+        super().__init__(cfg, data, workdir=workdir, local=local, smoke=smoke, notebook=notebook, device=device)
+        self.layout, self.sha256, self.synthetic_kwargs = layout, data_sha256, synthetic_kwargs
         self.table = default_class_table(cfg.n_classes, class_names)
         self.class_names = [name for _, name, _ in self.table]
         self.colors = palette(cfg.n_classes, self.table)
-        self.ws = workspace(cfg.experiment, workdir, local)
-        self.device = pick_device(device)
-        self.splits: Splits = {}
-        self.root: Path | None = None
-        self.fit_result: FitResult | None = None
-        self.final_metrics: dict = {}
-        self.predictions_zip: Path | None = None
 
     # ------------------------------------------------------------------ data
     def prepare(self, check: bool = True) -> Splits:
@@ -91,7 +71,7 @@ class SegmentationRun:
         self.root = resolve_data(self.data, synthetic="streets", synthetic_kwargs=kwargs, sha256=self.sha256)
         self.layout, splits = load_splits(self.root, self.layout, seed=self.cfg.seed)
         if self.smoke:
-            splits = {k: _subset(v, SMOKE_COUNTS[k]) for k, v in splits.items()}
+            splits = {k: subset_evenly(v, SMOKE_COUNTS[k]) for k, v in splits.items()}
         self.splits = splits
         print(f"data: {self.root} ({self.layout} layout) -- {split_counts(splits)}")
         if check:
@@ -116,15 +96,12 @@ class SegmentationRun:
                                    size_fn(self.cfg.img_size, self.cfg.resize_schedule), aug, self.cfg.seed,
                                    self.cfg.ignore_index)
 
-    # ------------------------------------------------------------------ model and training
-    def build_model(self):
-        """Seeded model from the registry (``model_kwargs`` plus classes and encoder weights)."""
-        seed_everything(self.cfg.seed)
-        return build_model(self.cfg.model, classes=self.cfg.n_classes, encoder_weights=self.cfg.encoder_weights,
-                           **self.cfg.model_kwargs)
-
+    # ------------------------------------------------------------------ task hooks
     def loss(self):
         return build_loss(self.cfg.loss, self.cfg.n_classes, self.cfg.ignore_index, **self.cfg.loss_kwargs)
+
+    def metrics_factory(self) -> SegmentationMetrics:
+        return SegmentationMetrics(self.cfg.n_classes, self.cfg.ignore_index)
 
     def render_grid(self, inputs, outputs, targets) -> np.ndarray:
         """image | true mask | predicted mask rows for TensorBoard (class colours)."""
@@ -133,42 +110,6 @@ class SegmentationRun:
         images = [denormalize(x) for x in inputs]
         return prediction_grid(images, [t.numpy() for t in targets], [o.argmax(0).numpy() for o in outputs],
                                self.colors, self.cfg.ignore_index)
-
-    def trainer(self, lr_override: float | None = None, callbacks=(), progress: bool = True) -> Trainer:
-        """A :class:`Trainer` for this run (``fit()`` resumes from the work folder if possible)."""
-        return Trainer(self.cfg, self.build_model(), self.dataset("train"), self.dataset("val"), self.ws,
-                       loss_fn=self.loss(), render_grid=self.render_grid,
-                       metrics_factory=lambda: SegmentationMetrics(self.cfg.n_classes, self.cfg.ignore_index),
-                       callbacks=callbacks, lr_override=lr_override, device=str(self.device), progress=progress)
-
-    def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True) -> FitResult:
-        """Train (or resume, or do nothing if finished) and return the :class:`FitResult`."""
-        self.fit_result = self.trainer(lr_override, callbacks, progress).fit()
-        return self.fit_result
-
-    @property
-    def tensorboard_dir(self) -> Path:
-        """Local TensorBoard folder (point ``%tensorboard --logdir`` here; Drive syncs event files late)."""
-        return self.ws.local / "tensorboard"
-
-    def load_model(self, which: str = "best"):
-        """The model with weights from ``checkpoints/<which>.pt`` (``"best"`` falls back to ``"last"``)."""
-        model = self.build_model_quiet()
-        for name in ([which, "last"] if which == "best" else [which]):
-            ckpt = load_checkpoint(self.ws.local / "checkpoints" / f"{name}.pt")
-            if ckpt is not None:
-                model.load_state_dict(ckpt["model"])
-                return model.to(self.device).eval()
-        raise FileNotFoundError(f"no checkpoint in {self.ws.local / 'checkpoints'}; run train() first")
-
-    def build_model_quiet(self):
-        """Model skeleton without fetching pretrained weights (they are replaced by a checkpoint)."""
-        return build_model(self.cfg.model, classes=self.cfg.n_classes, encoder_weights=None, **self.cfg.model_kwargs)
-
-    def eval_size(self) -> int:
-        """Side length used for final evaluation: the size the best epoch was validated at."""
-        best_epoch = (self.fit_result.best["epoch"] if self.fit_result and self.fit_result.best["epoch"] else None)
-        return size_for_epoch(best_epoch or max(1, self.cfg.epochs), self.cfg.img_size, self.cfg.resize_schedule)
 
     # ------------------------------------------------------------------ evaluation and inspection
     @torch.no_grad()
@@ -232,35 +173,14 @@ class SegmentationRun:
         return self.predictions_zip
 
     def summary(self) -> dict:
-        """The ``summary.json`` content (same form for every seglib notebook)."""
-        fr = self.fit_result
+        """The common ``summary.json`` with ``final_metrics`` = loss, miou, dice, pixel_accuracy, img_size and
+        per-class IoU by class name."""
+        out = super().summary()
         fm = {k: v for k, v in self.final_metrics.items() if k in ("loss", "miou", "dice", "pixel_accuracy", "img_size")}
         if "iou_per_class" in self.final_metrics:
             fm["iou_per_class"] = dict(zip(self.class_names, self.final_metrics["iou_per_class"]))
-        return {
-            "notebook": self.notebook,
-            "data": {"source": self.data, "path": str(self.root), "layout": self.layout,
-                     "counts": {k: len(v) for k, v in self.splits.items()}},
-            "epochs_completed": fr.epochs_completed if fr else 0,
-            "resumed_from": fr.resumed_from if fr else None,
-            "best": fr.best if fr else None,
-            "stopped_early": fr.stopped_early if fr else False,
-            "final_metrics": fm,
-            "seconds": time.monotonic() - self.t0,
-            "config": self.cfg.to_dict(),
-            "checkpoint": str(self.ws.workdir / "checkpoints" / "last.pt"),
-            "best_checkpoint": str(self.ws.workdir / "checkpoints" / "best.pt"),
-            "predictions": str(self.predictions_zip) if self.predictions_zip else None,
-            "tensorboard": str(self.ws.workdir / "tensorboard"),
-        }
-
-    def write_summary(self) -> Path:
-        """Write ``WORKDIR/summary.json`` atomically and return its path."""
-        path = self.ws.workdir / "summary.json"
-        tmp = path.with_name(f"summary.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.summary(), indent=2, default=str))
-        os.replace(tmp, path)
-        return path
+        out["final_metrics"] = fm
+        return out
 
 
 __all__ = ["DataError", "SegmentationRun"]

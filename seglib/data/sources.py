@@ -196,7 +196,7 @@ def resolve_data(
     text = str(data).strip()
     root = Path(cache) if cache else cache_dir()
     if text == "synthetic" or text.startswith("synthetic:"):
-        from . import synthetic  # noqa: F401  (registers the generators)
+        from . import synthetic as _generators  # noqa: F401  (registers the generators)
 
         name = text.partition(":")[2] or synthetic
         if not name:
