@@ -43,8 +43,9 @@ class BestTracker:
 class EarlyStopping:
     """Stop after ``patience`` epochs without improvement of ``monitor`` (Keras/Lightning semantics).
 
-    ``wait`` counts epochs since the last improvement; :attr:`should_stop` is ``wait >= patience``, so a
-    resumed run with a larger patience continues.
+    ``wait`` counts epochs since the last improvement; :attr:`should_stop` is ``wait >= max(1, patience)``
+    (patience 0 stops at the first epoch without improvement), so a resumed run with a larger patience
+    continues.
     """
 
     def __init__(self, monitor: str, patience: int | None, min_delta: float = 0.0):
@@ -59,7 +60,7 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        return self.patience is not None and self.wait >= self.patience
+        return self.patience is not None and self.wait >= max(1, self.patience)
 
     def state_dict(self) -> dict:
         return {"wait": self.wait, "best": self.tracker.state_dict()}

@@ -1,0 +1,61 @@
+"""The JetCar notebook executed headless (papermill) in SMOKE mode on the synthetic default and on CamVid."""
+
+import json
+import zipfile
+from io import BytesIO
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from seglib.nbrun import run_notebook
+
+SUMMARY_KEYS = {"notebook", "data", "epochs_completed", "resumed_from", "best", "final_metrics", "seconds",
+                "checkpoint", "predictions", "tensorboard"}
+
+
+def check_workdir(workdir, n_classes, n_predictions, prefix):
+    s = json.loads((workdir / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(s)
+    assert s["notebook"] == "jetcar_segmentation" and s["epochs_completed"] == 2 and s["resumed_from"] is None
+    assert s["best"]["metric"] == "val_loss" and s["best"]["epoch"] in (1, 2)
+    fm = s["final_metrics"]
+    assert {"loss", "miou", "dice", "pixel_accuracy"} <= set(fm) and 0 <= fm["miou"] <= 1
+    # the final evaluation of best.pt reproduces the validation numbers of its epoch
+    ck = torch.load(workdir / "checkpoints" / "last.pt", weights_only=True)
+    best_epoch = ck["history"][s["best"]["epoch"] - 1]
+    assert fm["miou"] == pytest.approx(best_epoch["val_miou"], abs=1e-6)
+    assert fm["loss"] == pytest.approx(best_epoch["val_loss"], rel=1e-4)
+    assert "model" in ck and ck["config"]["n_classes"] == n_classes
+    assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    with zipfile.ZipFile(s["predictions"]) as zf:
+        names = zf.namelist()
+        preds = [n for n in names if not n.startswith("preview/")]
+        assert len(preds) == n_predictions and all(n.startswith(prefix) and n.endswith(".png") for n in preds)
+        assert len(names) == 2 * n_predictions
+        m = np.asarray(Image.open(BytesIO(zf.read(preds[0]))))
+        assert m.ndim == 2 and m.dtype == np.uint8 and m.max() < n_classes
+    return s
+
+
+def test_jetcar_notebook_smoke_synthetic(tmp_path):
+    out = run_notebook("jetcar_segmentation", {"SMOKE": True, "EXPERIMENT": "nb_syn", "WORKDIR": str(tmp_path)},
+                       out_dir=tmp_path)
+    s = check_workdir(tmp_path, 22, 4, "Pred_")
+    assert s["data"]["layout"] == "jetcar" and s["data"]["counts"] == {"train": 16, "val": 8, "test": 4}
+    nb = json.loads(out.read_text())
+    assert all(c.get("outputs") is not None for c in nb["cells"] if c["cell_type"] == "code")
+    text = json.dumps(nb)
+    assert "train: 16 images, val: 8 images, test: 4 images" in text and "image/png" in text
+
+
+def test_jetcar_notebook_smoke_camvid(tmp_path, camvid):
+    run_notebook("jetcar_segmentation", {"SMOKE": True, "EXPERIMENT": "nb_camvid", "WORKDIR": str(tmp_path),
+                                         "DATA": str(camvid), "N_CLASSES": 12, "IGNORE_INDEX": 11,
+                                         "AUGMENT": "flip"}, out_dir=tmp_path)
+    s = check_workdir(tmp_path, 12, 8, "Pred_0")  # no test split in CamVid: the val split is exported
+    assert s["data"]["layout"] == "pairs"
+    assert set(s["final_metrics"]["iou_per_class"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
+                                                         "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
+                                                         "Unlabelled"}
