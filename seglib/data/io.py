@@ -6,6 +6,7 @@ Every error is a :class:`DataError` naming the file and saying how to fix it.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,30 +39,30 @@ def list_files(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> 
     )
 
 
-def _open(path: Path) -> Image.Image:
+@contextmanager
+def _reading(path: Path):
+    """Turn file errors raised inside the block into :class:`DataError` naming ``path`` and the fix."""
     try:
-        img = Image.open(path)
-        img.load()
-        return img
+        yield
     except FileNotFoundError:
         raise DataError(f"file {path} does not exist; it is listed by the dataset layout but missing") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(
             f"cannot read image file {path} ({err}); re-export it as PNG/JPEG or delete it from the dataset"
         ) from None
+
+
+def _open(path: Path) -> Image.Image:
+    with _reading(path):
+        img = Image.open(path)
+        img.load()
+        return img
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image from its header only (fast). Raises :class:`DataError` if unreadable."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except FileNotFoundError:
-        raise DataError(f"file {path} does not exist; it is listed by the dataset layout but missing") from None
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(
-            f"cannot read image file {path} ({err}); re-export it as PNG/JPEG or delete it from the dataset"
-        ) from None
+    with _reading(path), Image.open(path) as img:
+        return img.size
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

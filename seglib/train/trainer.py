@@ -328,6 +328,15 @@ class Trainer:
                       f"{self.early.wait} epochs (best {self.best.value:.4f} at epoch {self.best.epoch})")
                 break
 
+    def _forward(self, batch: dict):
+        """``(inputs, target, outputs, loss)`` of one batch on the device (autocast on CUDA with AMP)."""
+        inputs = to_device(batch["input"], self.device, self.channels_last)
+        target = to_device(batch["target"], self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            outputs = self.model(inputs)
+            loss = self.loss_fn(outputs, target)
+        return inputs, target, outputs, loss
+
     def _train_epoch(self, epoch: int, size: int) -> float:
         self.model.train()
         self.train_loader.sampler.set_epoch(epoch, self.batch)
@@ -336,11 +345,7 @@ class Trainer:
         bar = tqdm(total=self.n_batches, initial=self.batch, desc=f"epoch {epoch} ({size}px)", leave=False,
                    disable=not self.progress)
         for batch in self.train_loader:
-            inputs = to_device(batch["input"], self.device, self.channels_last)
-            target = to_device(batch["target"], self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                outputs = self.model(inputs)
-                loss = self.loss_fn(outputs, target)
+            inputs, _, _, loss = self._forward(batch)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -370,11 +375,7 @@ class Trainer:
         seen, keep = 0, self.cfg.log_images if self.render_grid else 0
         shown = [None, None, None]
         for batch in self.val_loader:
-            inputs = to_device(batch["input"], self.device, self.channels_last)
-            target = to_device(batch["target"], self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-                outputs = self.model(inputs)
-                loss = self.loss_fn(outputs, target)
+            inputs, target, outputs, loss = self._forward(batch)
             n = _batch_size(inputs)
             loss_sum += loss.double() * n
             seen += n
