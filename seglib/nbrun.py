@@ -21,6 +21,11 @@ DEMO: dict[str, dict] = {
     # about 3-4 minutes on a 2-core CPU: 200 synthetic street scenes, 128 px, 12 epochs
     "jetcar_segmentation": {"EXPERIMENT": "demo_jetcar", "IMG_SIZE": 128, "EPOCHS": 12, "BATCH_SIZE": 8,
                             "LR": 3e-3, "SYNTHETIC": {"n_train": 200, "n_val": 40, "n_test": 12, "size": 128}},
+    # 66-115 s on this 2-core CPU (shared): 256 synthetic rooms with pasted people, DSResNet width 4, 64 -> 96 px;
+    # one torch thread (two threads ran 3-9x slower when other processes shared the 2 cores)
+    "depth_segmentation": {"EXPERIMENT": "demo_depth", "WIDTH": 4, "EPOCHS": 8, "BATCH_SIZE": 16, "LR": 0.01,
+                           "IMG_SIZE": 96, "RESIZE_SCHEDULE": {1: 64, 4: 96}, "CPU_THREADS": 1,
+                           "SYNTHETIC": {"n_bg": 8, "n_fg": 8, "per_pair": 4, "size": 128}},
 }
 
 

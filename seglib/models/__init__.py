@@ -102,3 +102,5 @@ def encoder_parameter_names(model: nn.Module) -> set[str]:
     an ``encoder_prefixes`` attribute)."""
     prefixes = tuple(getattr(model, "encoder_prefixes", ("encoder.",)))
     return {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
+
+from . import dsresnet as _dsresnet  # noqa: E402,F401  (registers "dsresnet")

@@ -11,3 +11,11 @@ def _streets(root, **kwargs):
     from .streets import generate_streets
 
     return generate_streets(root, **kwargs)
+
+
+@SYNTHETIC.register("depth_scenes")
+def _depth_scenes(root, **kwargs):
+    """MODEST-layout rooms with known depth and pasted people (:func:`.depth_scenes.generate_depth_scenes`)."""
+    from .depth_scenes import generate_depth_scenes
+
+    return generate_depth_scenes(root, **kwargs)

@@ -1,0 +1,217 @@
+"""Depth maps and binary masks: decoding, the one depth convention, and the depth + mask dataset.
+
+**Depth convention.** Every depth map is turned into ``float32`` values in [0, 1] where **1 = near and
+0 = far** (the original's DenseDepth maps, "bright = near"), plus a boolean ``valid`` map:
+
+* raw value 0 (no measurement: Kinect holes, missing stereo matches) is **invalid**, as the original's
+  metrics counted only ``label > 0.0001`` (shan18 tensornet ``Learner._pred_label_diff``); losses and
+  RMSE ignore invalid pixels and they are stored as 0;
+* 8-bit maps are scaled by 1/255; 16-bit (e.g. Kinect millimetres) and float maps are min-max scaled
+  per sample over their valid pixels (or over ``value_range`` when given);
+* ``near="bright"``: larger raw value = nearer (DenseDepth, NJU2K); ``near="dark"``: larger = farther
+  (distances, Kinect) and the scaled value is inverted. ``"auto"`` (resolved by the layouts) uses
+  ``pairs.csv``'s ``near_is`` column, else ``"dark"`` for 16-bit/float maps and ``"bright"`` for 8-bit.
+
+Grey depth stored as RGB (three equal channels, JPEG tolerance 8) is read as grey; a colour-mapped
+depth raises :class:`DataError`. Masks of any encoding (1-bit, grey, RGB, 0/1 or 0/255, JPEG ringing)
+become {0, 1}: values > 0 when the maximum is 1, else >= 128 (half range for 16-bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from torch.utils.data import Dataset
+
+from .depth_layouts import NEAR_VALUES, DepthSample, parse_near
+from .io import DataError, _open, image_size, read_image
+from .transforms import apply, build_transform
+
+INPUT_MODES = ("bg+bg_fg", "rgb")
+__all__ = ["NEAR_VALUES", "DepthSegDataset", "load_sample", "parse_near", "read_binary_mask", "read_depth"]
+
+
+def _grey(path: Path, arr: np.ndarray, kind: str) -> np.ndarray:
+    if arr.ndim == 2:
+        return arr
+    if arr.ndim == 3 and arr.shape[2] in (2, 4) and kind == "mask":
+        return arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] >= 3:
+        rgb = arr[..., :3].astype(np.int32)
+        if kind == "depth" and max(np.abs(rgb[..., 0] - rgb[..., 1]).max(), np.abs(rgb[..., 0] - rgb[..., 2]).max()) > 8:
+            raise DataError(f"depth map {path} is a colour image (a colour-mapped depth?); save depth as one grey "
+                            "channel (8- or 16-bit PNG) whose value grows or falls with distance")
+        return np.rint(rgb.mean(2)).astype(arr.dtype) if kind == "depth" else cv2.cvtColor(
+            arr[..., :3].astype(np.uint8), cv2.COLOR_RGB2GRAY)
+    raise DataError(f"{kind} file {path} has an unsupported shape {arr.shape}")
+
+
+def read_depth(path, near: str = "bright", value_range: tuple[float, float] | None = None,
+               zero_invalid: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Read a depth map in seglib's convention (module docstring).
+
+    Args:
+        path: grey 8-bit, 16-bit (``I;16``) or float image; RGB with equal channels is accepted.
+        near: ``"bright"``, ``"dark"`` or ``"auto"`` (16-bit/float -> dark, 8-bit -> bright).
+        value_range: raw ``(far-or-near low, high)`` mapped to [0, 1] before inversion; default 0..255
+            for 8-bit, the sample's valid min..max otherwise.
+        zero_invalid: raw 0 marks a pixel without depth.
+
+    Returns:
+        ``(depth float32 H x W in [0, 1], 1 = near, 0 at invalid pixels; valid bool H x W)``.
+
+    Raises:
+        DataError: missing/unreadable file, a colour-mapped depth, a bad ``near`` value.
+    """
+    path = Path(path)
+    img = _open(path)
+    if img.mode == "1":
+        raise DataError(f"depth map {path} is a 1-bit image; depth needs 8 or 16 bits")
+    if img.mode == "P":
+        img = img.convert("L")
+    arr = _grey(path, np.asarray(img), "depth")
+    eight_bit = arr.dtype == np.uint8
+    near = parse_near(near, str(path))
+    if near == "auto":
+        near = "bright" if eight_bit else "dark"
+    raw = arr.astype(np.float64)
+    valid = np.isfinite(raw) & ((raw > 0) if zero_invalid else np.ones(raw.shape, bool))
+    if value_range is not None:
+        lo, hi = map(float, value_range)
+    elif eight_bit:
+        lo, hi = 0.0, 255.0
+    else:
+        lo, hi = (float(raw[valid].min()), float(raw[valid].max())) if valid.any() else (0.0, 1.0)
+    x = np.clip((raw - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.full(raw.shape, 0.5)
+    depth = x if near == "bright" else 1.0 - x
+    return np.where(valid, depth, 0.0).astype(np.float32), valid
+
+
+def read_binary_mask(path) -> np.ndarray:
+    """Read a foreground mask of any encoding as ``uint8 H x W`` in {0, 1} (1 = foreground).
+
+    Raises:
+        DataError: missing or unreadable file.
+    """
+    path = Path(path)
+    img = _open(path)
+    if img.mode == "1":
+        return np.asarray(img, dtype=bool).astype(np.uint8)
+    if img.mode == "P":
+        img = img.convert("L")
+    arr = _grey(path, np.asarray(img), "mask")
+    hi = float(arr.max(initial=0))
+    if hi <= 1:
+        return (arr > 0).astype(np.uint8)
+    half = 128 if arr.dtype == np.uint8 else (32768 if hi > 255 else 128)
+    return (arr >= half).astype(np.uint8)
+
+
+def check_sizes(sample: DepthSample) -> tuple[int, int]:
+    """Header-only check that ``sample``'s image, mask and depth have one size; returns ``(width, height)``.
+
+    Raises:
+        DataError: a size mismatch (both files and sizes named) or an unreadable file.
+    """
+    size = image_size(sample.image)
+    for kind, p in (("mask", sample.mask), ("depth map", sample.depth)):
+        other = image_size(p)
+        if other != size:
+            raise DataError(f"{kind} {p} is {other[0]}x{other[1]} but its image {sample.image} is {size[0]}x{size[1]}; "
+                            f"re-export the {kind} at the image resolution")
+    return size
+
+
+def load_sample(sample: DepthSample, inputs: str = "bg+bg_fg", value_range=None) -> dict[str, np.ndarray]:
+    """Decode one sample at its original resolution.
+
+    Returns:
+        ``{"image": uint8 H x W x 3, "mask": uint8 H x W {0,1}, "depth": float32 H x W [0,1] (1 = near),
+        "valid": uint8 H x W {0,1}}`` plus ``"bg": uint8 H x W x 3`` (resized to the image's size when it
+        differs, as seed 000's second source had 256 px backgrounds for 220 px composites) for two inputs.
+
+    Raises:
+        DataError: unreadable files, a size mismatch between image, mask and depth, or no ``bg`` for two inputs.
+    """
+    image = read_image(sample.image)
+    mask = read_binary_mask(sample.mask)
+    depth, valid = read_depth(sample.depth, sample.near, value_range)
+    if mask.shape != image.shape[:2] or depth.shape != image.shape[:2]:
+        check_sizes(sample)
+    out = {"image": image, "mask": mask, "depth": depth, "valid": valid.astype(np.uint8)}
+    if inputs == "bg+bg_fg":
+        if sample.bg is None:
+            raise DataError(f"sample {sample.name} ({sample.image}) has no background image; INPUTS='bg+bg_fg' "
+                            "needs bg/ images (MODEST or pairs.csv layout); use INPUTS='rgb' for RGB-D data")
+        bg = read_image(sample.bg)
+        if bg.shape[:2] != image.shape[:2]:
+            bg = cv2.resize(bg, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
+        out["bg"] = bg
+    return out
+
+
+class DepthSegDataset(Dataset):
+    """Depth + foreground-mask samples, resized per epoch and augmented on the inputs only.
+
+    Args:
+        samples: :class:`DepthSample` list (from :func:`seglib.data.depth_layouts.load_depth_splits`).
+        size: ``epoch -> side length`` (see :func:`seglib.data.transforms.size_fn`) or a fixed int [px].
+        inputs: ``"bg+bg_fg"`` or ``"rgb"``.
+        augment: name in ``AUGMENTATIONS``; ``"photometric"`` is seed 000's HSV + contrast (p = 0.25
+            each), applied with identical parameters to ``bg`` and ``bg_fg`` and never to mask or depth.
+        seed: base seed of the augmentation randomness (a function of seed, epoch, index).
+        value_range: see :func:`read_depth`.
+
+    Items (key ``(epoch, index)`` or a plain ``index`` = epoch 1)::
+
+        {"input": {"bg": float32 3 x S x S, "bg_fg": float32 3 x S x S}  (or one float32 3 x S x S for "rgb"),
+         "target": {"depth": float32 1 x S x S [0, 1], "mask": float32 1 x S x S {0, 1},
+                    "valid": float32 1 x S x S {0, 1}},
+         "index": int}
+
+    Images are normalised with ImageNet statistics (:func:`seglib.data.transforms.normalization`);
+    mask, depth and valid are resized with nearest-neighbour interpolation.
+
+    Raises:
+        DataError: no samples, unknown ``inputs``; on access, the errors of :func:`load_sample`.
+    """
+
+    def __init__(self, samples: Sequence[DepthSample], size: Callable[[int], int] | int, inputs: str = "bg+bg_fg",
+                 augment: str = "none", seed: int = 0, value_range=None):
+        if not samples:
+            raise DataError("dataset has no samples; check the split is not empty")
+        if inputs not in INPUT_MODES:
+            raise DataError(f"INPUTS must be one of {INPUT_MODES}, got {inputs!r}")
+        self.samples, self.inputs, self.augment, self.seed = list(samples), inputs, augment, seed
+        self.size = size if callable(size) else (lambda _e, s=int(size): s)
+        self.value_range = value_range
+        self._transforms: dict[int, object] = {}
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def transform(self, size: int):
+        """The (cached) albumentations pipeline for one side length."""
+        if size not in self._transforms:
+            targets = {"depth": "mask", "valid": "mask"}
+            if self.inputs == "bg+bg_fg":
+                targets["bg"] = "image"
+            self._transforms[size] = build_transform(size, self.augment, additional_targets=targets)
+        return self._transforms[size]
+
+    def __getitem__(self, key) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (1, key)
+        data = load_sample(self.samples[index], self.inputs, self.value_range)
+        out = apply(self.transform(self.size(epoch)), self.seed, epoch, index, **data)
+        target = {"depth": out["depth"].float()[None], "mask": out["mask"].float()[None],
+                  "valid": out["valid"].float()[None]}
+        x = {"bg": out["bg"], "bg_fg": out["image"]} if self.inputs == "bg+bg_fg" else out["image"]
+        return {"input": x, "target": target, "index": index}
+
+
+def depth_png16(depth: np.ndarray) -> np.ndarray:
+    """Depth in [0, 1] (1 = near) -> ``uint16`` for a 16-bit PNG: ``round(d * 65535)`` (bright = near)."""
+    return np.rint(np.clip(np.nan_to_num(depth), 0.0, 1.0) * 65535.0).astype(np.uint16)

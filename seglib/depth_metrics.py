@@ -1,0 +1,123 @@
+"""Epoch metrics of the depth + mask model (registered in :data:`seglib.metrics.METRICS`).
+
+Mask (``p = sigmoid(mask_logits)``, ``t`` the {0, 1} mask), per image, then averaged over images:
+
+* ``iou_soft`` -- seed 000's IoU, on probabilities with no threshold: ``(sum(p t) + 1e-6) /
+  (sum(p) + sum(t) - sum(p t) + 1e-6)`` (shan18 tensornet ``Learner._iou``; the original logged it as "IoU");
+* ``iou`` -- the same formula on ``p > threshold`` (0.5): the usual binary IoU (Jaccard). An image whose
+  prediction and mask are both empty scores 1.
+
+Depth (``d = sigmoid(depth_logits)``, ``g`` the target, both in [0, 1] with 1 = near), pooled over all
+valid pixels of the epoch as Eigen et al. 2014 (NIPS, "Depth map prediction from a single image")
+define them over the evaluation set:
+
+* ``rmse`` -- ``sqrt(mean((d - g)^2))`` over valid pixels;
+* ``abs_rel`` -- ``mean(|d - g| / g)`` and ``delta1`` -- fraction with ``max(d / g, g / d) < 1.25``, both
+  over valid pixels with ``g > 1e-4`` (the original's ``label > 0.0001``). They are computed on the [0, 1]
+  map values (as tensornet's ``abs_rel``), not on metric distances, so they compare runs on the same
+  data, not with published metric-depth tables.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .metrics import METRICS, MetricSpec
+
+EPS = 1e-6
+VALID_MIN = 1e-4
+DEPTH_METRICS = {
+    "iou": (True, "foreground IoU of the mask thresholded at 0.5, per image, averaged over images"),
+    "iou_soft": (True, "seed 000's soft IoU on sigmoid probabilities (no threshold), per image, averaged"),
+    "rmse": (False, "depth RMSE over valid pixels ([0, 1] depth, 1 = near)"),
+    "abs_rel": (False, "depth absolute relative error over valid pixels with target > 1e-4 (Eigen et al. 2014)"),
+    "delta1": (True, "fraction of valid depth pixels with max(pred/true, true/pred) < 1.25 (Eigen et al. 2014)"),
+}
+
+
+def _register() -> None:
+    """Register :data:`DEPTH_METRICS`; a name registered elsewhere must have the same direction."""
+    for name, (hib, desc) in DEPTH_METRICS.items():
+        if name in METRICS:
+            if METRICS.get(name).higher_is_better != hib:
+                raise ValueError(f"metric {name!r} is registered with the other direction elsewhere")
+            continue
+        METRICS.register(name, MetricSpec(name, hib, desc))
+
+
+_register()
+
+
+def per_image_iou(probs: torch.Tensor, target: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    """IoU per image: ``(I + 1e-6) / (U + 1e-6)`` with ``I = sum(p t)``, ``U = sum(p) + sum(t) - I``.
+
+    Args:
+        probs: ``float N x 1 x H x W`` foreground probabilities in [0, 1].
+        target: ``N x 1 x H x W`` in {0, 1}.
+        threshold: None = soft (seed 000); else ``p > threshold`` first.
+
+    Returns:
+        ``float32 (N,)`` in [0, 1].
+    """
+    p = probs.float()
+    if threshold is not None:
+        p = (p > threshold).float()
+    t = target.float()
+    inter = (p * t).flatten(1).sum(1)
+    union = p.flatten(1).sum(1) + t.flatten(1).sum(1) - inter
+    return (inter + EPS) / (union + EPS)
+
+
+class DepthSegMetrics:
+    """Accumulates mask and depth statistics over an epoch on the device; :meth:`compute` returns the scores.
+
+    ``update(outputs, target)`` takes ``outputs = (depth_logits, mask_logits)`` (``float N x 1 x H x W``)
+    and ``target = {"depth", "mask", "valid"}`` (``float N x 1 x H x W``; ``valid`` optional) and does not
+    synchronise with the host.
+
+    Args:
+        threshold: probability above which a pixel is foreground for ``iou`` (0.5).
+    """
+
+    def __init__(self, threshold: float = 0.5):
+        self.threshold = threshold
+        self.sums: dict[str, torch.Tensor] | None = None
+
+    def reset(self) -> None:
+        """Forget everything accumulated so far."""
+        self.sums = None
+
+    @torch.no_grad()
+    def update(self, outputs, target) -> None:
+        depth_logits, mask_logits = outputs
+        probs, d = torch.sigmoid(mask_logits.float()), torch.sigmoid(depth_logits.float())
+        t, g = target["mask"].float(), target["depth"].float()
+        valid = target.get("valid")
+        valid = torch.ones_like(g, dtype=torch.bool) if valid is None else valid > 0.5
+        rel = valid & (g > VALID_MIN)
+        gd = g.clamp(min=VALID_MIN)
+        ratio = torch.maximum(d / gd, gd / d.clamp(min=EPS))
+        batch = {
+            "images": torch.tensor(float(t.shape[0]), device=t.device, dtype=torch.float64),
+            "iou": per_image_iou(probs, t, self.threshold).double().sum(),
+            "iou_soft": per_image_iou(probs, t).double().sum(),
+            "sq": (((d - g) ** 2) * valid).double().sum(),
+            "n_valid": valid.double().sum(),
+            "rel": ((d - g).abs() / gd * rel).double().sum(),
+            "delta1": ((ratio < 1.25) & rel).double().sum(),
+            "n_rel": rel.double().sum(),
+        }
+        self.sums = batch if self.sums is None else {k: self.sums[k] + v for k, v in batch.items()}
+
+    def compute(self) -> dict[str, float]:
+        """``{"iou", "iou_soft", "rmse", "abs_rel", "delta1"}`` as floats (NaN when nothing was seen)."""
+        if self.sums is None:
+            return {k: float("nan") for k in DEPTH_METRICS}
+        s = {k: float(v) for k, v in self.sums.items()}
+
+        def div(a, b):
+            return a / b if b > 0 else float("nan")
+
+        return {"iou": div(s["iou"], s["images"]), "iou_soft": div(s["iou_soft"], s["images"]),
+                "rmse": div(s["sq"], s["n_valid"]) ** 0.5 if s["n_valid"] > 0 else float("nan"),
+                "abs_rel": div(s["rel"], s["n_rel"]), "delta1": div(s["delta1"], s["n_rel"])}
