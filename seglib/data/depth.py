@@ -27,7 +27,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .depth_layouts import NEAR_VALUES, DepthSample, parse_near
-from .io import DataError, _open, image_size, read_image
+from .io import DataError, image_size, open_image, read_image
 from .transforms import apply, build_transform
 
 INPUT_MODES = ("bg+bg_fg", "rgb")
@@ -67,7 +67,7 @@ def read_depth(path, near: str = "bright", value_range: tuple[float, float] | No
         DataError: missing/unreadable file, a colour-mapped depth, a bad ``near`` value.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode == "1":
         raise DataError(f"depth map {path} is a 1-bit image; depth needs 8 or 16 bits")
     if img.mode == "P":
@@ -97,7 +97,7 @@ def read_binary_mask(path) -> np.ndarray:
         DataError: missing or unreadable file.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode == "1":
         return np.asarray(img, dtype=bool).astype(np.uint8)
     if img.mode == "P":

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .io import IMAGE_EXTENSIONS, DataError, list_files
-from .layouts import LAYOUTS, _find_root, _unmatched
+from .layouts import LAYOUTS, find_folder, unmatched_error
 
 DEPTH_LAYOUTS = ("modest", "fgbg", "rgbd")
 NEAR_VALUES = ("bright", "dark")
@@ -120,7 +120,7 @@ def modest_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near:
         DataError: no ``file_map.txt``, a line without 4 tab-separated names, a name whose file is absent
             (line number, folder and name given).
     """
-    base = _find_root(Path(root), "file_map.txt")
+    base = find_folder(Path(root), "file_map.txt")
     if base is None:
         raise DataError(f"no file_map.txt under {root}; the MODEST layout needs bg/, bg_fg/, bg_fg_mask/, "
                         "bg_fg_depth_map/ and file_map.txt")
@@ -157,7 +157,7 @@ def fgbg_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
         DataError: no ``pairs.csv``/folders, missing columns, a row naming an absent file, a depth map
             that no row uses (a depth without an image).
     """
-    base = _find_root(Path(root), "pairs.csv")
+    base = find_folder(Path(root), "pairs.csv")
     if base is None or not (base / "images").is_dir() or not (base / "bg").is_dir():
         raise DataError(f"no pairs.csv beside images/ and bg/ under {root}; the fgbg layout needs images/, bg/, "
                         "masks/, depth/ and pairs.csv (image, mask, depth, bg)")
@@ -178,7 +178,7 @@ def fgbg_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
     used = {s.depth.name for s in samples}
     orphans = [p.name for p in list_files(base / "depth") if p.name not in used]
     if orphans:
-        raise _unmatched("depth maps without an image (not in pairs.csv)", orphans, base / "depth",
+        raise unmatched_error("depth maps without an image (not in pairs.csv)", orphans, base / "depth",
                          f"add a row for each to {table} or remove them")
     return split_samples(samples, seed, val_fraction)
 
@@ -204,7 +204,7 @@ def rgbd_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
         DataError: missing folders, a depth map without an image, an image without depth or mask, a
             ``pairs.csv`` row naming an absent file.
     """
-    base = _find_root(Path(root), "depth")
+    base = find_folder(Path(root), "depth")
     if base is None or not (base / "images").is_dir():
         raise DataError(f"no images/ and depth/ folders under {root}; the rgbd layout needs images/, depth/ and "
                         "masks/ (or masks_bin/)")
@@ -242,7 +242,7 @@ def rgbd_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
         setting = _near(near, None, "", "auto")
         samples = [DepthSample(s, p, masks[s], depths[s], None, setting) for s, p in sorted(images.items())]
     if orphans:
-        raise _unmatched("depth maps without an image", orphans, base / "depth",
+        raise unmatched_error("depth maps without an image", orphans, base / "depth",
                          f"add the images to {base / 'images'} or remove the depth maps")
     return split_samples(samples, seed, val_fraction)
 
@@ -256,9 +256,9 @@ def detect_depth_layout(root: Path) -> str:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if _find_root(root, "file_map.txt") is not None:
+    if find_folder(root, "file_map.txt") is not None:
         return "modest"
-    base = _find_root(root, "depth")
+    base = find_folder(root, "depth")
     if base is not None and (base / "images").is_dir():
         if (base / "bg").is_dir():
             if not (base / "pairs.csv").is_file():

@@ -52,7 +52,8 @@ def _reading(path: Path):
         ) from None
 
 
-def _open(path: Path) -> Image.Image:
+def open_image(path: Path) -> Image.Image:
+    """Open and decode ``path`` with PIL, mode as stored. Raises :class:`DataError` naming the file."""
     with _reading(path):
         img = Image.open(path)
         img.load()
@@ -78,7 +79,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         DataError: the file is missing or not a readable image.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size else 0
@@ -114,7 +115,7 @@ def read_mask(
             ``ignore_index``; the message lists the offending values.
     """
     path = Path(path)
-    img = _open(path)
+    img = open_image(path)
     arr = np.asarray(img)
     if arr.ndim == 3:
         if arr.shape[2] >= 3 and np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]):

@@ -41,7 +41,7 @@ class Sample:
 Splits = dict[str, list[Sample]]
 
 
-def _find_root(root: Path, marker: str, depth: int = 3) -> Path | None:
+def find_folder(root: Path, marker: str, depth: int = 3) -> Path | None:
     """The first folder at or below ``root`` (breadth-first, ``depth`` levels) containing ``marker``."""
     level = [root]
     for _ in range(depth + 1):
@@ -54,7 +54,8 @@ def _find_root(root: Path, marker: str, depth: int = 3) -> Path | None:
     return None
 
 
-def _unmatched(kind: str, names: list[str], folder: Path, fix: str) -> DataError:
+def unmatched_error(kind: str, names: list[str], folder: Path, fix: str) -> DataError:
+    """A :class:`DataError` listing up to five unmatched files of ``folder`` (``kind`` says what they lack) and the fix."""
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     return DataError(f"{len(names)} {kind} in {folder}: {shown}; {fix}")
 
@@ -72,7 +73,7 @@ def jetcar_layout(root: Path, **_) -> Splits:
             an image without a mask or a mask without an image (files named).
     """
     root = Path(root)
-    base = root if (root / "Img").is_dir() else _find_root(root, "DataSet")
+    base = root if (root / "Img").is_dir() else find_folder(root, "DataSet")
     if base is None:
         raise DataError(
             f"no JetCar DataSet folder under {root}; expected DataSet/Img/{{Train,Val,Test}} and DataSet/Mask/{{Train,Val}}"
@@ -96,10 +97,10 @@ def jetcar_layout(root: Path, **_) -> Splits:
             else:
                 missing.append(p.name)
         if missing:
-            raise _unmatched("images without a mask", missing, img_dir,
+            raise unmatched_error("images without a mask", missing, img_dir,
                              f"add {mask_dir}/Mask_<same name>.png for each, or remove the images")
         if masks:
-            raise _unmatched("masks without an image", sorted(masks), mask_dir,
+            raise unmatched_error("masks without an image", sorted(masks), mask_dir,
                              f"add the matching Img_*.jpg to {img_dir}, or remove the masks")
         splits[split] = samples
     return splits
@@ -125,7 +126,7 @@ def pairs_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, test_f
             file naming a file that does not exist.
     """
     root = Path(root)
-    base = _find_root(root, "images")
+    base = find_folder(root, "images")
     if base is None or not (base / "masks").is_dir():
         raise DataError(f"no images/ and masks/ folders under {root}; the pairs layout needs both side by side")
     images = {p.stem: p for p in list_files(base / "images")}
@@ -134,7 +135,7 @@ def pairs_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, test_f
         raise DataError(f"folder {base / 'images'} has no image files")
     orphan_masks = sorted(set(masks) - set(images))
     if orphan_masks:
-        raise _unmatched("masks without an image", orphan_masks, base / "masks",
+        raise unmatched_error("masks without an image", orphan_masks, base / "masks",
                          f"add the images to {base / 'images'} or remove the masks")
     split_dir = base / "splits"
     assigned: dict[str, list[str]] = {}
@@ -163,7 +164,7 @@ def pairs_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, test_f
         stems = assigned.get(split, [])
         missing = [images[s].name for s in stems if s not in masks and split != "test"]
         if missing:
-            raise _unmatched(f"{split} images without a mask", missing, base / "images",
+            raise unmatched_error(f"{split} images without a mask", missing, base / "images",
                              "add masks/<name>.png for each, or list them in splits/test.txt")
         splits[split] = [Sample(s, images[s], masks.get(s)) for s in stems]
     return splits
@@ -178,9 +179,9 @@ def detect_layout(root: Path) -> str:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder {root} does not exist")
-    if (root / "Img").is_dir() and (root / "Mask").is_dir() or _find_root(root, "DataSet") is not None:
+    if (root / "Img").is_dir() and (root / "Mask").is_dir() or find_folder(root, "DataSet") is not None:
         return "jetcar"
-    if _find_root(root, "images") is not None:
+    if find_folder(root, "images") is not None:
         return "pairs"
     raise DataError(
         f"cannot tell the layout of {root}: expected DataSet/Img/... (JetCar) or images/ + masks/ (pairs); "
