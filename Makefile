@@ -10,13 +10,15 @@ export MPLBACKEND ?= Agg
 
 .PHONY: demo test lint clean-runs
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-catalyst.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# pip < 24.1 keeps Catalyst 22.4 installable (its metadata is rejected by newer pip); a fresh venv has 23.2
 	$(PY) -m pip install -q "pip<24.1"
 	# torch first: the CPU build from the local wheel folder; torchvision pinned in the same resolver run
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.txt
+	# the optional Catalyst engine (ENGINE="catalyst"); tests cover both engines. pip < 24.1 installs catalyst 22.4 directly
+	$(PY) -m pip install -q -r requirements-catalyst.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 

@@ -68,6 +68,7 @@ class Experiment:
         self.fit_result: FitResult | None = None
         self.final_metrics: dict = {}
         self.predictions_zip: Path | None = None
+        self.engine = "seglib"
 
     # ------------------------------------------------------------------ hooks for tasks
     def dataset(self, split: str):
@@ -104,8 +105,27 @@ class Experiment:
                        loss_fn=self.loss(), metrics_factory=self.metrics_factory, render_grid=self.render_grid,
                        callbacks=callbacks, lr_override=lr_override, device=str(self.device), progress=progress)
 
-    def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True) -> FitResult:
-        """Train (or resume, or do nothing if finished) and return the :class:`FitResult`."""
+    def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True,
+              engine: str = "seglib") -> FitResult:
+        """Train (or resume, or do nothing if finished) and return the :class:`FitResult`.
+
+        Args:
+            engine: ``"seglib"`` (the :class:`Trainer`) or ``"catalyst"`` (Catalyst's ``SupervisedRunner``,
+                :func:`seglib.integrations.catalyst_engine.train_catalyst`; needs ``requirements-catalyst.txt``).
+                Both write the same checkpoints, so either can resume the other's run.
+
+        Raises:
+            ValueError: unknown ``engine``.
+            seglib.integrations.catalyst_compat.CatalystMissing: ``"catalyst"`` without Catalyst installed.
+        """
+        if engine not in ("seglib", "catalyst"):
+            raise ValueError(f"ENGINE must be 'seglib' or 'catalyst', got {engine!r}")
+        self.engine = engine
+        if engine == "catalyst":
+            from .integrations.catalyst_engine import train_catalyst
+
+            self.fit_result = train_catalyst(self, lr_override, callbacks, progress)
+            return self.fit_result
         self.fit_result = self.trainer(lr_override, callbacks, progress).fit()
         return self.fit_result
 
@@ -139,6 +159,7 @@ class Experiment:
         fr = self.fit_result
         return {
             "notebook": self.notebook,
+            "engine": self.engine,
             "data": {"source": self.data, "path": str(self.root), "layout": self.layout,
                      "counts": {k: len(v) for k, v in self.splits.items()}},
             "epochs_completed": fr.epochs_completed if fr else 0,

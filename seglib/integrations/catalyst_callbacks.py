@@ -1,0 +1,163 @@
+"""The Catalyst pieces of ``ENGINE="catalyst"`` that are not about state: criterion callbacks for seglib
+losses, seglib metrics and the prediction grid as Catalyst callbacks, the runner and the loggers.
+
+Catalyst batch keys (``SupervisedRunner(input_key="input", output_key="logits", target_key="target")``):
+``input`` ``float N x 3 x H x W``, ``target`` ``int64 N x H x W`` (class ids), ``logits`` ``float N x C x H x W``,
+and from :class:`OneHotScoresCallback` ``scores``/``target_onehot`` ``float N x C x H x W``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+from ..losses import DiceIoUBCELoss, one_hot
+from ..train.trainer import to_device
+from . import catalyst_compat
+
+catalyst_compat.apply()  # raises CatalystMissing with the install recipe when Catalyst is absent
+from catalyst import dl  # noqa: E402
+from catalyst.core.callback import CallbackOrder, ICheckpointCallback  # noqa: E402,F401  (re-exported)
+
+
+class TermLoss(nn.Module):
+    """One unweighted term ``name`` of a :class:`~seglib.losses.DiceIoUBCELoss`, as a Catalyst criterion.
+
+    The terms of one batch are computed once and shared through ``cache`` (a dict common to the three
+    criteria): the three ``CriterionCallback`` calls on the same ``(logits, target)`` cost one loss
+    evaluation, as the fused loss does. Each term is handed out once; the cache empties (dropping its
+    references to the batch) when all have been taken.
+    """
+
+    def __init__(self, loss: nn.Module, name: str, cache: dict):
+        super().__init__()
+        self.loss, self.name, self.cache = loss, name, cache
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c = self.cache
+        if c.get("logits") is not logits or c.get("target") is not target or self.name not in c["terms"]:
+            c.update(logits=logits, target=target, terms=self.loss.terms(logits, target))
+        value = c["terms"].pop(self.name)
+        if not c["terms"]:
+            c.clear()
+        return value
+
+
+def criterion_callbacks(loss: nn.Module) -> tuple[dict | nn.Module, list]:
+    """Catalyst criterion and callbacks computing ``loss`` as the original did.
+
+    seglib's ``dice_iou_bce`` (:class:`~seglib.losses.DiceIoUBCELoss`) becomes one ``CriterionCallback`` per
+    term (``loss_dice``, ``loss_iou``, ``loss_bce``) plus a weighted-sum ``MetricAggregationCallback`` into
+    ``loss`` (weights ``loss.w``, default 1, 1, 0.8); any other loss is one ``CriterionCallback`` into ``loss``.
+
+    Returns:
+        ``(criterion, callbacks)``: a dict of criteria (keyed by term) or the loss itself, and the callbacks.
+    """
+    if isinstance(loss, DiceIoUBCELoss):
+        names = ("dice", "iou", "bce")
+        cache: dict = {}
+        criterion = {n: TermLoss(loss, n, cache) for n in names}
+        cbs = [dl.CriterionCallback(input_key="logits", target_key="target", metric_key=f"loss_{n}", criterion_key=n)
+               for n in names]
+        cbs.append(dl.MetricAggregationCallback(metric_key="loss", mode="weighted_sum",
+                                                metrics={f"loss_{n}": float(w) for n, w in zip(names, loss.w)}))
+        return criterion, cbs
+    return loss, [dl.CriterionCallback(input_key="logits", target_key="target", metric_key="loss")]
+
+
+class OneHotScoresCallback(dl.Callback):
+    """Adds ``scores`` (sigmoid of the logits) and ``target_onehot`` to the batch for Catalyst's Dice/IoU
+    callbacks (``float N x C x H x W``; ``ignore_index`` pixels zero in both, so they count nowhere)."""
+
+    def __init__(self, n_classes: int, ignore_index: int | None):
+        super().__init__(order=CallbackOrder.Internal)
+        self.n_classes, self.ignore_index = n_classes, ignore_index
+
+    def on_batch_end(self, runner) -> None:
+        onehot, valid = one_hot(runner.batch["target"], self.n_classes, self.ignore_index)
+        runner.batch["scores"] = torch.sigmoid(runner.batch["logits"].detach().float()) * valid
+        runner.batch["target_onehot"] = onehot
+
+
+class SeglibMetricsCallback(dl.Callback):
+    """seglib's epoch-level confusion-matrix metrics on the ``valid`` loader, into ``runner.loader_metrics``
+    (``miou``, ``dice``, ``pixel_accuracy``); the full result (per class, confusion matrix) in :attr:`last`."""
+
+    def __init__(self, metrics_factory):
+        super().__init__(order=CallbackOrder.Metric)
+        self.metrics_factory, self.metrics, self.last = metrics_factory, None, {}
+
+    def on_loader_start(self, runner) -> None:
+        self.metrics = self.metrics_factory() if runner.is_valid_loader else None
+
+    def on_batch_end(self, runner) -> None:
+        if self.metrics is not None:
+            self.metrics.update(runner.batch["logits"].detach(), runner.batch["target"])
+
+    def on_loader_end(self, runner) -> None:
+        if self.metrics is not None:
+            self.last = self.metrics.compute()
+            runner.loader_metrics.update({k: v for k, v in self.last.items() if isinstance(v, float)})
+
+
+class PredictionGridCallback(dl.Callback):
+    """Logs ``render_grid(inputs, outputs, targets)`` of the first ``n`` validation samples of each epoch
+    to TensorBoard as ``predictions`` (``runner.log_image``; the ``valid`` folder, step = epoch)."""
+
+    def __init__(self, render_grid, n: int):
+        super().__init__(order=CallbackOrder.Metric)
+        self.render_grid, self.n, self.shown = render_grid, n, []
+
+    def on_loader_start(self, runner) -> None:
+        self.shown = []
+
+    def on_batch_end(self, runner) -> None:
+        have = sum(len(x) for x, _, _ in self.shown)
+        if runner.is_valid_loader and have < self.n:
+            b, k = runner.batch, self.n - have
+            self.shown.append(tuple(b[key][:k].detach().float().cpu() if b[key].is_floating_point() else
+                                    b[key][:k].cpu() for key in ("input", "logits", "target")))
+
+    def on_loader_end(self, runner) -> None:
+        if runner.is_valid_loader and self.shown:
+            grid = self.render_grid(*(torch.cat(parts) for parts in zip(*self.shown)))
+            if grid is not None:
+                runner.log_image(tag="predictions", image=grid, scope="epoch")
+
+
+class SeglibRunner(dl.SupervisedRunner):
+    """``SupervisedRunner`` that keeps seglib's loaders as they are (accelerate's loader wrapper would reset
+    their :class:`~seglib.data.datasets.EpochSampler` to its own epoch counter) and moves each batch to
+    the engine's device itself. Single-device training only (no DDP sharding)."""
+
+    channels_last = False  # set True to feed 4-D float inputs in channels_last (CUDA)
+
+    def _setup_loaders(self) -> None:
+        self.loaders = self.get_loaders()
+
+    def handle_batch(self, batch) -> None:
+        super().handle_batch(to_device(batch, self.engine.device, self.channels_last))
+
+
+class SeglibTensorboardLogger(dl.TensorboardLogger):
+    """Catalyst's TensorBoard logger (one folder per loader) that drops events from ``purge_step`` on, so a
+    resumed run does not show the killed run's partial epoch twice (epoch-scope metrics only)."""
+
+    def __init__(self, logdir: str, purge_step: int | None = None):
+        super().__init__(logdir=logdir, use_logdir_postfix=False, log_batch_metrics=False, log_epoch_metrics=True)
+        self.purge_step = purge_step
+
+    def _check_loader_key(self, loader_key: str):
+        if loader_key not in self.loggers:
+            from tensorboardX import SummaryWriter
+
+            self.loggers[loader_key] = SummaryWriter(os.path.join(self.logdir, loader_key), purge_step=self.purge_step)
+
+
+class QuietConsoleLogger(dl.ConsoleLogger):
+    """Takes the place of the ``ConsoleLogger`` that Catalyst's Runner adds by default (``progress=False``)."""
+
+    def log_metrics(self, *args, **kwargs) -> None:
+        pass

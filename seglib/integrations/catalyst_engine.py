@@ -1,0 +1,308 @@
+"""``ENGINE="catalyst"``: the JetCar notebook's loop as the original ran it, with seglib's guarantees.
+
+The original (StefansAI/JetCar ``jetcar_pytorch_unet_mobilenetv2_catalyst.ipynb``, catalyst 20.12) trained
+with a ``SupervisedRunner``: one ``CriterionCallback`` per loss term (Dice, IoU, BCE) and a
+``MetricAggregationCallback(mode="weighted_sum", {"loss_dice": 1, "loss_iou": 1, "loss_bce": 0.8})``,
+``Lookahead(RAdam)`` with the encoder at LR/2, ``ReduceLROnPlateau(factor=0.25, patience=5)`` through
+the scheduler callback, ``EarlyStoppingCallback(patience=10)``, Dice and IoU metric callbacks and
+Catalyst's TensorBoard logger. :func:`train_catalyst` builds the same runner on Catalyst 22.4 from the
+seglib run's own data, model, loss, optimizer, scheduler and metrics, so only the loop differs from
+:class:`seglib.train.trainer.Trainer`. Two seglib callbacks add what Catalyst never had:
+
+- :class:`SeglibStateCallback` writes ``checkpoints/last.pt`` (every epoch, and mid-epoch every
+  ``checkpoint_minutes``) and ``best.pt`` in the seglib Trainer's format (``weights_only``-loadable,
+  key ``"model"``), atomically, mirrored to WORKDIR, plus the runner counters under ``"catalyst"``;
+  a rerun resumes from it: model, optimizer, scheduler, AMP scaler, epoch and batch, early stopping,
+  best value, history and RNG. The checkpoint is interchangeable with the seglib engine's.
+- ``PredictionGridCallback`` (:mod:`~seglib.integrations.catalyst_callbacks`) logs the per-epoch
+  validation prediction grid to TensorBoard.
+
+Validation scores (mIoU, Dice, pixel accuracy, per class) come from seglib's confusion-matrix metrics
+(``SeglibMetricsCallback``); Catalyst's own sigmoid Dice/IoU callbacks are logged as ``catalyst_dice``
+and ``catalyst_iou``. Single device only (CPU, or one GPU with float16 AMP); no DDP.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import types
+import warnings
+from collections import OrderedDict
+
+import torch
+
+from ..data.datasets import make_loader
+from ..data.transforms import size_for_epoch
+from ..metrics import higher_is_better
+from ..runtime import default_num_workers, versions
+from ..train.callbacks import BestTracker
+from ..train.checkpoint import atomic_save, clean_stale, load_checkpoint, mirror, rng_state, set_rng_state
+from ..train.optim import build_optimizer, build_scheduler, set_lr
+from ..train.trainer import FORMAT, MIRRORED, FitResult, Trainer
+from . import catalyst_compat
+from .catalyst_callbacks import (  # applies the compat fixes, then imports catalyst
+    CallbackOrder,
+    ICheckpointCallback,
+    OneHotScoresCallback,
+    PredictionGridCallback,
+    QuietConsoleLogger,
+    SeglibMetricsCallback,
+    SeglibRunner,
+    SeglibTensorboardLogger,
+    criterion_callbacks,
+    dl,
+)
+
+
+class SeglibStateCallback(ICheckpointCallback):
+    """Resume, per-epoch bookkeeping and atomic seglib checkpoints for a Catalyst run (runs after every
+    other callback, so the scheduler has stepped and early stopping has counted before a save).
+
+    Args:
+        state: the :class:`CatalystState` shared with :func:`train_catalyst`.
+    """
+
+    def __init__(self, state: CatalystState):
+        super().__init__()
+        self.order = CallbackOrder.External + 10
+        self.s = state
+
+    def on_experiment_start(self, runner) -> None:
+        s = self.s
+        if s.ckpt is not None:  # counters are reset by the runner's own on_experiment_start: set them now
+            # a checkpoint of the seglib engine has no runner counters: derive them
+            c = s.ckpt.get("catalyst") or {"batch_step": s.step, "sample_step": s.step * s.cfg.batch_size}
+            runner.epoch_step = s.epoch
+            runner.batch_step, runner.sample_step = int(c["batch_step"]), int(c["sample_step"])
+            # EarlyStoppingCallback.on_experiment_start (order 100, just before this) forgot its best score
+            es = s.ckpt["early_stopping"]["best"]
+            s.early.best_score = es["value"] if es.get("monitor") == s.cfg.monitor else None
+            s.es_best_epoch = es.get("epoch")
+
+    def on_epoch_start(self, runner) -> None:
+        self.s.t_epoch = time.monotonic()
+
+    def on_loader_start(self, runner) -> None:
+        s = self.s
+        sampler = s.train_sampler if runner.is_train_loader else s.val_sampler
+        sampler.set_epoch(runner.epoch_step, s.batch if runner.is_train_loader else 0)
+        if runner.is_train_loader:
+            s.lr = s.optimizer.param_groups[-1]["lr"]
+            if s.batch and s.ckpt is not None:  # mid-epoch resume: continue the RNG stream of the killed run
+                set_rng_state(s.ckpt["rng"])
+            s.last_save = time.monotonic()
+
+    def on_batch_end(self, runner) -> None:
+        s = self.s
+        if not runner.is_train_loader:
+            return
+        s.loss_sum += runner.batch_metrics["loss"].detach().double() * runner.batch_size
+        s.seen += runner.batch_size
+        s.batch += 1
+        s.step += 1
+        for cb in s.user_callbacks:
+            getattr(cb, "on_batch_end", lambda *a: None)(s)
+        if s.batch < s.n_batches and time.monotonic() - s.last_save >= s.cfg.checkpoint_minutes * 60:
+            s.save(runner)
+            s.last_save = time.monotonic()
+
+    def on_loader_end(self, runner) -> None:
+        if runner.is_train_loader:
+            self.s.t_train = time.monotonic() - self.s.t_epoch
+
+    def on_epoch_end(self, runner) -> None:
+        s, epoch = self.s, runner.epoch_step
+        val = {**runner.epoch_metrics["valid"], **s.metrics_cb.last}
+        val.pop("confusion_matrix", None)
+        record = {"epoch": epoch, "img_size": size_for_epoch(epoch, s.cfg.img_size, s.cfg.resize_schedule),
+                  "lr": s.lr, "train_loss": float(s.loss_sum) / max(s.seen, 1)}
+        record.update({f"val_{k}": v for k, v in val.items() if "/" not in k and k not in ("lr", "momentum")})
+        record.update({"train_seconds": s.t_train, "seconds": time.monotonic() - s.t_epoch})
+        s.history.append(record)
+        s.last_val = {**s.metrics_cb.last, "loss": runner.epoch_metrics["valid"]["loss"]}
+        if s.early.num_no_improvement_epochs == 0:
+            s.es_best_epoch = epoch
+        improved = s.best.update(record[s.cfg.monitor], epoch)
+        s.epoch, s.batch, s.seen = epoch, 0, 0
+        s.loss_sum.zero_()
+        s.save(runner, best=improved)
+        for cb in s.user_callbacks:
+            getattr(cb, "on_epoch_end", lambda *a: None)(s, record)
+        if s.stopped_early:
+            print(f"early stopping after epoch {epoch}: no {s.cfg.monitor} improvement for "
+                  f"{s.early.num_no_improvement_epochs} epochs (best {s.best.value:.4f} at epoch {s.best.epoch})")
+
+    def on_exception(self, runner) -> None:
+        mirror(self.s.ws.local, self.s.ws.workdir, MIRRORED)
+
+
+class CatalystState(types.SimpleNamespace):
+    """Everything :class:`SeglibStateCallback` reads and writes; also what user callbacks receive (the
+    attributes a seglib ``Trainer`` callback uses: ``epoch``, ``batch``, ``step``, ``history``, ``model``...)."""
+
+    @property
+    def stopped_early(self) -> bool:
+        return self.cfg.early_stop_patience is not None and \
+            self.early.num_no_improvement_epochs >= max(1, self.cfg.early_stop_patience)
+
+    def state_dict(self, runner=None) -> dict:
+        """The seglib checkpoint (same keys as :meth:`Trainer.state_dict`) plus ``"catalyst"``: runner counters."""
+        scaler = getattr(self.engine, "scaler", None)
+        es_best = self.early.best_score
+        return {
+            "format": FORMAT, "engine": "catalyst",
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "train_acc": {"loss_sum": self.loss_sum.detach().cpu(), "seen": self.seen},
+            "early_stopping": {"wait": int(self.early.num_no_improvement_epochs),
+                               "best": {"monitor": self.cfg.monitor, "value": None if es_best is None else float(es_best),
+                                        "epoch": self.es_best_epoch}},
+            "best": self.best.state_dict(), "rng": rng_state(), "history": self.history, "last_val": self.last_val,
+            "config": self.cfg.to_dict(), "versions": {**versions(), "catalyst": self.catalyst_version},
+            "catalyst": {"epoch_step": int(runner.epoch_step if runner else self.epoch),
+                         "batch_step": int(runner.batch_step if runner else self.step),
+                         "sample_step": int(runner.sample_step if runner else 0)},
+            "saved_at": time.time(),
+        }
+
+    def save(self, runner=None, best: bool = False) -> None:
+        """Atomic ``last.pt`` (keeping ``last.prev.pt``), ``best.pt`` if ``best``, ``history.json``; mirror."""
+        state = self.state_dict(runner)
+        atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
+        if best:
+            atomic_save(state, self.ckpt_dir / "best.pt")
+        tmp = self.ws.local / f"history.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(self.history, indent=1))
+        os.replace(tmp, self.ws.local / "history.json")
+        mirror(self.ws.local, self.ws.workdir, MIRRORED)
+
+
+def _restore(s: CatalystState, lr_override: float | None) -> None:
+    """Load ``last.pt`` (pulled from WORKDIR first when newer) into ``s``; print what was resumed."""
+    s.ckpt_dir.mkdir(parents=True, exist_ok=True)
+    if s.ws.mirrored:
+        remote, local = s.ws.workdir / "checkpoints" / "last.pt", s.ckpt_dir / "last.pt"
+        if remote.exists() and (not local.exists() or remote.stat().st_mtime > local.stat().st_mtime):
+            mirror(s.ws.workdir, s.ws.local, MIRRORED)
+    clean_stale(s.ckpt_dir)
+    path = s.ckpt_dir / "last.pt"
+    ckpt = s.ckpt = load_checkpoint(path, map_location=s.device)
+    if ckpt is None:
+        if lr_override:
+            set_lr(s.optimizer, lr_override)
+        return
+    Trainer.check_compatible(types.SimpleNamespace(cfg=s.cfg, model=s.model), ckpt, path)  # same refusal rules
+    s.model.load_state_dict(ckpt["model"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    if s.scheduler is not None and ckpt.get("scheduler") is not None:
+        s.scheduler.load_state_dict(ckpt["scheduler"])
+    s.epoch, s.batch, s.step = int(ckpt["epoch"]), int(ckpt["batch"]), int(ckpt["step"])
+    s.loss_sum = ckpt["train_acc"]["loss_sum"].to(s.device)
+    s.seen = int(ckpt["train_acc"]["seen"])
+    s.best.load_state_dict(ckpt["best"])
+    s.early.num_no_improvement_epochs = int(ckpt["early_stopping"]["wait"])
+    s.history, s.last_val = list(ckpt["history"]), dict(ckpt.get("last_val", {}))
+    set_rng_state(ckpt["rng"])
+    s.resumed_from = {"epoch": s.epoch + 1, "batch": s.batch}
+    lr = s.optimizer.param_groups[-1]["lr"]
+    msg = (f"resumed from {path}: epoch {s.epoch + 1}, batch {s.batch}/{s.n_batches} ({s.epoch} epochs done), "
+           f"LR {lr:.3g}, engine catalyst (checkpoint written by the {ckpt.get('engine', 'seglib')} engine)")
+    if s.best.value is not None:
+        msg += f", best {s.best.monitor} {s.best.value:.4f} (epoch {s.best.epoch})"
+    print(msg)
+    if lr_override:
+        print(f"  LR override: {lr:.3g} -> {lr_override:.3g}")
+        set_lr(s.optimizer, lr_override)
+
+
+def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress: bool = True) -> FitResult:
+    """Train ``run`` (a prepared :class:`seglib.experiment.Experiment`) with Catalyst's ``SupervisedRunner``.
+
+    Resumes from ``WORKDIR/checkpoints/last.pt`` (written by either engine); does nothing when training
+    already finished (``EPOCHS`` reached or early stopping). ``callbacks`` get ``on_batch_end(state)`` and
+    ``on_epoch_end(state, record)`` like the seglib Trainer's (``state.step``, ``state.epoch``, ...).
+
+    Returns:
+        A :class:`FitResult` like :meth:`Trainer.fit`'s.
+
+    Raises:
+        RuntimeError: ``prepare()`` was not called.
+        seglib.train.trainer.CheckpointMismatch: ``last.pt`` belongs to another model.
+    """
+    if not run.splits:
+        raise RuntimeError("call prepare() first")
+    t0, cfg = time.monotonic(), run.cfg
+    device, cuda = run.device, run.device.type == "cuda"
+    model = run.build_model().to(device)
+    if cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg.optimizer, model, cfg.lr, cfg.weight_decay, cfg.encoder_lr_ratio,
+                                cfg.encoder_weight_decay, **cfg.optimizer_kwargs)
+    higher = higher_is_better(cfg.monitor)
+    scheduler = build_scheduler(cfg.scheduler, optimizer, mode="max" if higher else "min", **cfg.scheduler_kwargs)
+    workers = default_num_workers() if cfg.num_workers is None else cfg.num_workers
+    if not cuda and cfg.num_workers is None:
+        workers = min(workers, 2)
+    train_set, val_set = run.dataset("train"), run.dataset("val")
+    loaders = OrderedDict(
+        train=make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, num_workers=workers, pin_memory=cuda),
+        valid=make_loader(val_set, cfg.batch_size, shuffle=False, seed=cfg.seed, num_workers=workers, pin_memory=cuda))
+    monitor_key = cfg.monitor[len("val_"):] if cfg.monitor.startswith("val_") else cfg.monitor
+    patience = cfg.early_stop_patience if cfg.early_stop_patience is not None else 10**9
+    early = dl.EarlyStoppingCallback(patience=patience, loader_key="valid", metric_key=monitor_key, minimize=not higher)
+
+    s = CatalystState(
+        cfg=cfg, ws=run.ws, device=device, model=model, optimizer=optimizer, scheduler=scheduler, engine=None,
+        train_sampler=loaders["train"].sampler, val_sampler=loaders["valid"].sampler,
+        n_batches=math.ceil(len(train_set) / cfg.batch_size), epoch=0, batch=0, step=0, history=[], last_val={},
+        loss_sum=torch.zeros((), dtype=torch.float64, device=device), seen=0, best=BestTracker(cfg.monitor),
+        early=early, es_best_epoch=None, ckpt=None, resumed_from=None, ckpt_dir=run.ws.local / "checkpoints",
+        user_callbacks=list(callbacks), metrics_cb=SeglibMetricsCallback(run.metrics_factory),
+        catalyst_version=catalyst_compat.require_catalyst().__version__, lr=cfg.lr, t_epoch=0.0, t_train=0.0, last_save=0.0)
+    _restore(s, lr_override)
+    if s.epoch >= cfg.epochs or s.stopped_early:
+        why = "early stopping" if s.stopped_early else f"EPOCHS={cfg.epochs}"
+        print(f"training already finished ({why}) after {s.epoch} epochs; raise EPOCHS or EARLY_STOP_PATIENCE "
+              "to train on")
+    else:
+        s.engine = catalyst_compat.make_engine(device.type, amp=bool(cfg.amp and cuda))
+        if s.ckpt is not None and s.ckpt.get("scaler") and getattr(s.engine, "scaler", None) is not None:
+            s.engine.scaler.load_state_dict(s.ckpt["scaler"])  # AMP loss scale of the interrupted run
+        criterion, loss_cbs = criterion_callbacks(run.loss())
+        cbs = [OneHotScoresCallback(cfg.n_classes, cfg.ignore_index), *loss_cbs,
+               *(m(input_key="scores", target_key="target_onehot", threshold=0.5, prefix="catalyst_", log_on_batch=False)
+                 for m in (dl.DiceCallback, dl.IOUCallback)),
+               s.metrics_cb, dl.BackwardCallback(metric_key="loss"), dl.OptimizerCallback(metric_key="loss"),
+               early, SeglibStateCallback(s)]
+        if scheduler is not None:
+            sched_kw = {"loader_key": "valid", "metric_key": monitor_key} if isinstance(
+                scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else {}
+            cbs.append(dl.SchedulerCallback(mode="epoch", **sched_kw))
+        if cfg.log_images and getattr(run, "render_grid", None):
+            cbs.append(PredictionGridCallback(run.render_grid, cfg.log_images))
+        loggers = {"tensorboard": SeglibTensorboardLogger(str(run.tensorboard_dir),
+                                                          purge_step=s.epoch + 1 if s.ckpt is not None else None)}
+        loggers["console"] = dl.ConsoleLogger() if progress else QuietConsoleLogger()
+        runner = SeglibRunner(input_key="input", output_key="logits", target_key="target", loss_key="loss")
+        runner.channels_last = bool(cuda and cfg.channels_last)
+        try:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+                warnings.filterwarnings("ignore", message="distutils Version classes are deprecated")
+                runner.train(model=model, engine=s.engine, criterion=criterion, optimizer=optimizer,
+                             scheduler=scheduler, loaders=loaders, callbacks=cbs, loggers=loggers, seed=cfg.seed,
+                             num_epochs=cfg.epochs, verbose=progress, valid_loader="valid", valid_metric=monitor_key,
+                             minimize_valid_metric=not higher)
+        finally:
+            mirror(run.ws.local, run.ws.workdir, MIRRORED)
+    ws = run.ws.workdir
+    return FitResult(history=s.history, epochs_completed=s.epoch, resumed_from=s.resumed_from,
+                     best={"metric": s.best.monitor, "value": s.best.value, "epoch": s.best.epoch},
+                     stopped_early=s.stopped_early, seconds=time.monotonic() - t0,
+                     checkpoint=ws / "checkpoints" / "last.pt", best_checkpoint=ws / "checkpoints" / "best.pt",
+                     tensorboard=ws / "tensorboard", last_val=s.last_val)

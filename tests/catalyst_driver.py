@@ -1,0 +1,64 @@
+"""Run one small synthetic training with the Catalyst engine in this process; used by
+test_catalyst_resume.py as a subprocess (a SIGKILL must hit a real, separate process).
+
+usage: python catalyst_driver.py WORKDIR [--engine catalyst|seglib] [--kill-at-step N] [--kill-in-save N]
+       [--minutes M] [--epochs E]
+
+--kill-at-step N: SIGKILL this process right after optimizer step N (before that step is checkpointed).
+--kill-in-save N: SIGKILL this process in the middle of writing the N-th checkpoint (partial temp file).
+"""
+
+import argparse
+import os
+import signal
+import sys
+
+import torch
+
+from seglib.config import TrainConfig
+from seglib.segmentation import SegmentationRun
+
+p = argparse.ArgumentParser()
+p.add_argument("workdir")
+p.add_argument("--engine", default="catalyst")
+p.add_argument("--kill-at-step", type=int)
+p.add_argument("--kill-in-save", type=int)
+p.add_argument("--minutes", type=float, default=1000.0)
+p.add_argument("--epochs", type=int, default=3)
+a = p.parse_args()
+
+torch.set_num_threads(1)
+# Monitor val_miou, which peaks at epoch 1 in this tiny run, and a plateau scheduler that halves the LR whenever
+# val_miou does not rise by 50%: early stopping (wait 2), best (epoch 1) and scheduler state all change between
+# epochs, so any of them lost on resume would show in the final checkpoint
+cfg = TrainConfig(experiment="catalyst_resume", n_classes=22, img_size=64, batch_size=4, epochs=a.epochs,
+                  encoder_weights=None, num_workers=0, checkpoint_minutes=a.minutes, augment="street",
+                  resize_schedule={1: 64, 3: 96}, seed=3, monitor="val_miou", early_stop_patience=5,
+                  scheduler_kwargs={"factor": 0.5, "patience": 0, "threshold": 0.5})
+
+
+class KillAt:
+    def on_batch_end(self, state):
+        if state.step == a.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+if a.kill_in_save:
+    real_save, calls = torch.save, [0]
+
+    def partial_save(obj, f, *args, **kw):
+        calls[0] += 1
+        if calls[0] == a.kill_in_save:
+            f.write(b"PK\x03\x04 half a checkpoint")
+            f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_save(obj, f, *args, **kw)
+
+    torch.save = partial_save
+
+run = SegmentationRun(cfg, "synthetic", workdir=a.workdir, smoke=True,
+                      synthetic_kwargs={"n_train": 18, "n_val": 6, "n_test": 2, "size": 96})
+run.prepare()
+result = run.train(callbacks=[KillAt()] if a.kill_at_step else [], progress=False, engine=a.engine)
+print("RESUMED_FROM", result.resumed_from, "EPOCHS", result.epochs_completed)
+sys.exit(0)
