@@ -21,6 +21,13 @@ DEMO: dict[str, dict] = {
     # about 3-4 minutes on a 2-core CPU: 200 synthetic street scenes, 128 px, 12 epochs
     "jetcar_segmentation": {"EXPERIMENT": "demo_jetcar", "IMG_SIZE": 128, "EPOCHS": 12, "BATCH_SIZE": 8,
                             "LR": 3e-3, "SYNTHETIC": {"n_train": 200, "n_val": 40, "n_test": 12, "size": 128}},
+    # about 2 minutes on a 2-core CPU: LR search for 2 optimizers, the loss and augmentation studies (8 trials)
+    # on 48 synthetic cell images at 64 px
+    "hyperparameter_study": {"EXPERIMENT": "demo_hparam", "IMG_SIZE": 64, "WIDTH_DIVISOR": 8, "BATCH_SIZE": 4,
+                             "TRIAL_EPOCHS": 12, "SYNTHETIC": {"n_train": 48, "n_val": 16, "size": 64},
+                             "STUDIES": ["loss", "augmentation"], "LR_SEARCH_OPTIMIZERS": ["adam", "sgd"],
+                             "LR_SEARCH_LOSSES": ["bce_switching"], "PROBE_EPOCHS": 2, "RANGE_STEPS": 60,
+                             "TORCH_THREADS": 1},
     # 66-115 s on this 2-core CPU (shared): 256 synthetic rooms with pasted people, DSResNet width 4, 64 -> 96 px;
     # one torch thread (two threads ran 3-9x slower when other processes shared the 2 cores)
     "depth_segmentation": {"EXPERIMENT": "demo_depth", "WIDTH": 4, "EPOCHS": 8, "BATCH_SIZE": 16, "LR": 0.01,

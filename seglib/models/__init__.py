@@ -104,3 +104,4 @@ def encoder_parameter_names(model: nn.Module) -> set[str]:
     return {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
 
 from . import dsresnet as _dsresnet  # noqa: E402,F401  (registers "dsresnet")
+from . import unet as _unet  # noqa: E402,F401  (registers "unet": the baseline U-Net, issue 4)

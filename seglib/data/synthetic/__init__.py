@@ -13,6 +13,14 @@ def _streets(root, **kwargs):
     return generate_streets(root, **kwargs)
 
 
+@SYNTHETIC.register("blobs")
+def _blobs(root, **kwargs):
+    """Binary cell-like blobs in the pairs layout (:func:`.blobs.generate_blobs`), for the hyperparameter study."""
+    from .blobs import generate_blobs
+
+    return generate_blobs(root, **kwargs)
+
+
 @SYNTHETIC.register("depth_scenes")
 def _depth_scenes(root, **kwargs):
     """MODEST-layout rooms with known depth and pasted people (:func:`.depth_scenes.generate_depth_scenes`)."""

@@ -1,0 +1,171 @@
+"""The studies of seed 004 as data: each is a grid of trial specs run by the seglib trainer.
+
+A *spec* is a flat JSON-able dict that fully defines one training (model width, data handling,
+optimizer, LR, scheduler, regularisation, loss, augmentation, epochs, seed); :func:`make_config` turns it
+into a :class:`seglib.config.TrainConfig` and :func:`spec_key` into the trial's folder name. Every study
+starts from one *base* spec and varies one factor (two for optimizer x scheduler), as the seed did; the
+learning rate of each optimizer comes from the LR search (or seed 004's table when it was not run).
+
+Scheduler settings scale with the trial length ``epochs``: step decay multiplies the LR by 0.1 every
+``round(epochs / 3)`` epochs (StepLR(100, 0.1) in 300 epochs, as the EE-782 reference code); the
+plateau scheduler by 0.1 after ``max(3, epochs // 8)`` epochs without val-Dice improvement (Keras'
+``ReduceLROnPlateau`` factor, seed 002).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from ..config import TrainConfig
+
+SEED_LRS = {
+    "bce": {"adam": 2e-4, "adagrad": 5e-3, "adamax": 2e-3, "rmsprop": 5e-4, "sgd": 5e-3, "adadelta": 2e-2},
+    "switching": {"adam": 1e-3, "adagrad": 1e-2, "adamax": 2e-2, "rmsprop": 1e-3, "sgd": 1e-1, "adadelta": 8e-2},
+}
+"""Seed 004's "learning rate for fast convergence" table (BCE and switching-loss columns)."""
+
+OPTIMIZER_NAMES = ("adam", "adagrad", "adamax", "rmsprop", "sgd", "adadelta")
+SCHEDULER_NAMES = ("none", "step", "plateau")
+LOSS_NAMES = ("switching", "bce", "bce_dice", "inverse_dice", "bce_inverse_dice", "dice", "bce_switching")
+
+BASE_SPEC = {
+    "optimizer": "adam", "lr": None, "scheduler": "plateau", "loss": "bce_switching", "weight_decay": 0.0,
+    "dropout": 0.0, "train_fraction": 1.0, "augment": "none",
+}
+"""The varied factors' base values: seed 004's final choice (Adam, ReduceLROnPlateau, BCE + switching)."""
+
+
+def seed_lr(optimizer: str, loss: str) -> float:
+    """Seed 004's LR for ``optimizer`` under ``loss`` (switching column for switching-type losses, BCE otherwise).
+
+    Raises:
+        KeyError: an optimizer the seed did not tune (lists them).
+    """
+    table = SEED_LRS["switching" if "switching" in loss else "bce"]
+    if optimizer not in table:
+        raise KeyError(f"seed 004 has no LR for optimizer {optimizer!r}; tuned: {sorted(table)}")
+    return table[optimizer]
+
+
+@dataclass(frozen=True)
+class Study:
+    """One study: a grid over ``space`` (Optuna ``GridSampler`` search space) applied to the base spec.
+
+    Attributes:
+        name: identifier used in ``STUDIES`` and folder names.
+        title: one line for tables and plots.
+        space: ``{factor: values}``; factors are spec keys; ``optimizer`` also sets ``lr``.
+    """
+
+    name: str
+    title: str
+    space: dict[str, tuple] = field(default_factory=dict)
+
+    def grid(self) -> list[dict]:
+        """Every combination of :attr:`space` values, first factor slowest (``[{factor: value}, ...]``)."""
+        points: list[dict] = [{}]
+        for factor, values in self.space.items():
+            points = [{**p, factor: v} for p in points for v in values]
+        return points
+
+    def spec(self, params: dict, base: dict, lrs: dict[str, float]) -> dict:
+        """The full spec of grid point ``params``: ``base`` with the factors replaced (LR per optimizer)."""
+        spec = {**base, **params}
+        if "optimizer" in params or spec.get("lr") is None:
+            spec["lr"] = float(lrs[spec["optimizer"]])
+        return spec
+
+    def label(self, params: dict) -> str:
+        """A short readable name of a grid point, e.g. ``"adam-plateau"`` or ``"wd-0.01"``."""
+        short = {"weight_decay": "wd", "train_fraction": "frac", "dropout": "drop", "augment": "aug"}
+        parts = []
+        for k, v in params.items():
+            parts.append(str(v) if k in ("optimizer", "scheduler", "loss") else f"{short.get(k, k)}-{v}")
+        return "-".join(parts)
+
+
+STUDIES: dict[str, Study] = {s.name: s for s in [
+    Study("optimizer_scheduler", "optimizer x LR scheduler (LR per optimizer from the LR search)",
+          {"optimizer": OPTIMIZER_NAMES, "scheduler": SCHEDULER_NAMES}),
+    Study("train_fraction", "fraction of the training pool (fixed held-out validation set)",
+          {"train_fraction": (0.2, 0.4, 0.6, 0.8, 1.0)}),
+    Study("weight_decay", "weight decay (L2 added to the gradient, torch convention)",
+          {"weight_decay": (0.1, 0.01, 0.001)}),
+    Study("dropout", "dropout after every U-Net block", {"dropout": (0.0, 0.2, 0.5)}),
+    Study("loss", "loss function", {"loss": LOSS_NAMES}),
+    Study("augmentation", "augmentation of the training data only (rotation +-20 deg, h/v flips p 0.5)",
+          {"augment": ("none", "rotate_flips")}),
+]}
+"""All studies, in the order the notebook runs them."""
+
+
+def get_studies(names) -> list[Study]:
+    """The :class:`Study` objects for ``names`` (a name, a list of names, or ``"all"``/None for every study).
+
+    Raises:
+        KeyError: an unknown name; the message lists the valid ones.
+    """
+    if names is None or names == "all":
+        return list(STUDIES.values())
+    if isinstance(names, str):
+        names = [names]
+    out = []
+    for n in names:
+        if n not in STUDIES:
+            raise KeyError(f"unknown study {n!r}; valid STUDIES: {', '.join(STUDIES)} (or 'all')")
+        out.append(STUDIES[n])
+    return out
+
+
+def scheduler_kwargs(name: str, epochs: int) -> dict:
+    """Scheduler arguments scaled to a trial of ``epochs`` epochs (see the module docstring)."""
+    if name == "step":
+        return {"step_size": max(1, round(epochs / 3)), "gamma": 0.1}
+    if name == "plateau":
+        return {"factor": 0.1, "patience": max(3, epochs // 8)}
+    return {}
+
+
+def make_config(spec: dict, experiment: str = "trial") -> TrainConfig:
+    """The :class:`TrainConfig` of a full spec (U-Net with 1 logit, monitor ``val_dice``).
+
+    Spec keys used: ``width_divisor``, ``batchnorm``, ``dropout``, ``img_size``, ``augment``,
+    ``batch_size``, ``num_workers``, ``loss``, ``loss_kwargs``, ``optimizer``, ``lr``, ``weight_decay``,
+    ``scheduler``, ``epochs``, ``patience``, ``checkpoint_minutes``, ``seed``.
+
+    Raises:
+        KeyError: a missing spec key (named).
+    """
+    return TrainConfig(
+        experiment=experiment, model="unet",
+        model_kwargs={"width_divisor": int(spec["width_divisor"]), "batchnorm": bool(spec["batchnorm"]),
+                      "dropout": float(spec["dropout"])},
+        encoder_weights=None, n_classes=2, ignore_index=None, img_size=int(spec["img_size"]),
+        augment=spec["augment"], batch_size=int(spec["batch_size"]), num_workers=spec.get("num_workers"),
+        loss=spec["loss"], loss_kwargs=dict(spec.get("loss_kwargs") or {}), optimizer=spec["optimizer"],
+        lr=float(spec["lr"]), encoder_lr_ratio=1.0, weight_decay=float(spec["weight_decay"]),
+        encoder_weight_decay=None, scheduler=spec["scheduler"],
+        scheduler_kwargs=scheduler_kwargs(spec["scheduler"], int(spec["epochs"])), monitor="val_dice",
+        early_stop_patience=spec["patience"], epochs=int(spec["epochs"]),
+        checkpoint_minutes=float(spec.get("checkpoint_minutes", 5.0)), seed=int(spec["seed"]),
+    )
+
+
+SPEC_VERSION = 2
+"""Part of every spec hash; bumped when seglib changes what a spec trains to (e.g. the U-Net's
+initialisation), so results of older versions are not reused."""
+
+
+def spec_hash(spec: dict, n: int = 8) -> str:
+    """Stable hex digest of a spec and :data:`SPEC_VERSION` (sorted-key JSON; ``num_workers`` and
+    ``checkpoint_minutes`` excluded, since they do not change the result)."""
+    clean = {k: v for k, v in spec.items() if k not in ("num_workers", "checkpoint_minutes")}
+    clean["_version"] = SPEC_VERSION
+    return hashlib.sha1(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def spec_key(study: Study, params: dict, spec: dict) -> str:
+    """Folder name of a trial: readable grid-point label plus the spec hash, e.g. ``adam-plateau-1a2b3c4d``."""
+    return f"{study.label(params)}-{spec_hash(spec)}"

@@ -1,0 +1,318 @@
+"""The study engine: Optuna studies in WORKDIR as a shared, crash-proof work queue of grid trials.
+
+Each seglib study becomes one Optuna study (``GridSampler`` over its grid) named ``<study>-<base hash>``,
+so changing a parameter that alters every trial (epochs, image size, data ...) starts fresh studies
+instead of mixing results. A worker (:class:`StudyWorker`, one per notebook/process):
+
+1. enqueues every grid point that has no live trial (``study.enqueue_trial``), so workers take trials
+   from the queue with ``study.ask()``, which pops a WAITING trial atomically in every Optuna storage;
+   GridSampler's own choice is only used if the queue ran dry between the check and the ask (Optuna's
+   docs: GridSampler alone can give a point twice under concurrency);
+2. after claiming, checks for a *duplicate*: another trial with the same parameters, a lower number
+   and a state other than FAIL. Then it is not its turn: the trial is closed as FAIL with user attribute
+   ``duplicate_of`` (so two racing enqueues never make a point run twice);
+3. keeps a heartbeat in the trial's user attribute ``heartbeat`` (host, pid, time) from a background
+   thread. A RUNNING trial is *stale* when its heartbeat is older than ``stale_after`` seconds, or when
+   its process is gone on this host; a worker marks it FAIL and enqueues the same parameters again
+   (Optuna's JournalStorage has no heartbeat of its own; this is the RDB heartbeat +
+   ``RetryFailedTrialCallback`` idea, storage-independent);
+4. trains the claimed trial in ``trials/<study>/<key>``, the key derived from the full spec, so a
+   re-run trial resumes from that folder's ``last.pt``, and reports per-epoch val Dice for pruning
+   (``MedianPruner`` when ``pruner="median"``).
+
+Storage (``storage`` argument, notebook ``STORAGE``): None or ``"journal"`` = a JournalStorage file
+``WORKDIR/optuna_journal.log`` (append-only, ``JournalFileOpenLock``): right for one notebook on Drive
+and for several processes on one machine. Two Colab sessions or two machines: pass an RDB URL
+(``postgresql://...``, ``mysql+pymysql://...``) reachable from both; Drive does not share file locks
+between machines, and SQLite on Drive has locking and late-sync problems (optuna #820, #2582).
+``sqlite:///path`` works for processes on one machine with a local disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from .trial import StopTrial
+
+JOURNAL_NAME = "optuna_journal.log"
+_RANK = {TrialState.COMPLETE: "done", TrialState.PRUNED: "done", TrialState.RUNNING: "running",
+         TrialState.WAITING: "waiting"}
+_PRIORITY = {"waiting": 1, "running": 2, "done": 3}
+
+
+def open_storage(storage, workdir) -> tuple[optuna.storages.BaseStorage, str]:
+    """``(storage object, description)`` for a ``STORAGE`` value.
+
+    Args:
+        storage: None/``"journal"`` (journal file in ``workdir``), a path ending in ``.log``/``.journal``,
+            an ``sqlite:///``, ``postgresql://`` or ``mysql://`` URL, or a storage object.
+
+    Raises:
+        ValueError: anything else (the message lists the accepted forms).
+    """
+    if isinstance(storage, optuna.storages.BaseStorage):
+        return storage, type(storage).__name__
+    text = "journal" if storage is None else str(storage)
+    if text == "journal" or text.endswith((".log", ".journal")):
+        path = Path(workdir) / JOURNAL_NAME if text == "journal" else Path(text).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        return optuna.storages.JournalStorage(backend), f"journal file {path}"
+    if "://" in text:
+        return optuna.storages.RDBStorage(text), f"RDB {text.split('://')[0]}"
+    raise ValueError(f"STORAGE={storage!r} is not understood; use None (journal file in WORKDIR), a .log path, "
+                     "or an RDB URL such as sqlite:///study.db or postgresql://user:pw@host/db")
+
+
+@dataclass
+class TrialPlan:
+    """One grid point of one study: ``params`` (Optuna parameters), ``key`` (folder name), ``spec``."""
+
+    study: str
+    params: dict
+    key: str
+    spec: dict
+
+
+@dataclass
+class StudyPlan:
+    """One seglib study: its Optuna name, grid ``space`` and trials in grid order."""
+
+    name: str
+    optuna_name: str
+    space: dict
+    trials: list[TrialPlan] = field(default_factory=list)
+
+
+def _params_id(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+class Heartbeat:
+    """Writes the trial's ``heartbeat`` user attribute every ``interval`` seconds from a daemon thread.
+
+    ``lost`` becomes True when the storage refuses (the trial was closed by another worker).
+    """
+
+    def __init__(self, storage, trial_id: int, interval: float):
+        self.storage, self.trial_id, self.interval = storage, trial_id, interval
+        self.lost = False
+        self._stop = threading.Event()
+        self.beat()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        """Write one heartbeat now (sets :attr:`lost` if the storage refuses)."""
+        try:
+            self.storage.set_trial_user_attr(self.trial_id, "heartbeat",
+                                             {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
+        except Exception:  # noqa: BLE001 - finished by someone else, or storage unreachable
+            self.lost = True
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def stop(self) -> None:
+        """Stop the thread (waits up to 5 s)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class EpochReporter:
+    """Trainer callback: report val Dice per epoch to Optuna, prune, and stop if the trial was lost."""
+
+    def __init__(self, trial: optuna.Trial, heartbeat: Heartbeat, prune: bool, monitor: str = "val_dice"):
+        self.trial, self.heartbeat, self.prune, self.monitor = trial, heartbeat, prune, monitor
+        self._reported = False
+
+    def _report_history(self, trainer) -> None:
+        for rec in trainer.history:
+            self.trial.report(float(rec[self.monitor]), int(rec["epoch"]))
+        self._reported = True
+
+    def _check_lost(self) -> None:
+        if self.heartbeat.lost:
+            raise StopTrial("lost", "another worker closed this trial; stopping without writing results")
+
+    def on_batch_end(self, trainer) -> None:
+        """Raise :class:`StopTrial` ``"lost"`` when another worker closed the trial."""
+        self._check_lost()
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        """Report ``record[monitor]`` for the epoch; raise :class:`StopTrial` to prune or when lost."""
+        if not self._reported:
+            self._report_history(trainer)  # a resumed trial re-reports the epochs before the interruption
+        else:
+            self.trial.report(float(record[self.monitor]), int(record["epoch"]))
+        self._check_lost()
+        if self.prune and self.trial.should_prune():
+            raise StopTrial("pruned")
+
+
+class StudyWorker:
+    """Runs the trials of several studies from a shared storage until all are finished.
+
+    Args:
+        storage: from :func:`open_storage`.
+        plans: the studies to run, in order.
+        run_trial: ``(plan: TrialPlan, callbacks: list) -> result dict`` with ``"state"`` and
+            ``"best_val_dice"``; raises :class:`StopTrial` to end early.
+        pruner: None or ``"median"`` (``MedianPruner(n_startup_trials=3, n_warmup_steps=3)``).
+        heartbeat: seconds between heartbeats; stale_after: seconds without one before a RUNNING trial
+            is taken over (keep it several heartbeats long).
+        poll: seconds between looks at other workers' running trials; wait: wait for them (False:
+            return when nothing is claimable).
+        log: ``str -> None`` for progress lines.
+
+    Raises:
+        ValueError: an unknown pruner.
+    """
+
+    def __init__(self, storage, plans: list[StudyPlan], run_trial: Callable, *, pruner: str | None = None,
+                 heartbeat: float = 20.0, stale_after: float = 90.0, poll: float = 5.0, wait: bool = True,
+                 log: Callable[[str], None] = print):
+        if pruner not in (None, "none", "median"):
+            raise ValueError(f"PRUNER={pruner!r}: use None or 'median'")
+        self.storage, self.plans, self.run_trial = storage, plans, run_trial
+        self.prune = pruner == "median"
+        self.heartbeat, self.stale_after, self.poll, self.wait, self.log = heartbeat, stale_after, poll, wait, log
+        self.ran: list[str] = []  # keys this worker trained or resumed
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def study(self, plan: StudyPlan) -> optuna.Study:
+        """Create or load the Optuna study of ``plan``."""
+        pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3) if self.prune
+                  else optuna.pruners.NopPruner())
+        return optuna.create_study(study_name=plan.optuna_name, storage=self.storage, direction="maximize",
+                                   sampler=optuna.samplers.GridSampler(dict(plan.space), seed=0), pruner=pruner,
+                                   load_if_exists=True)
+
+    # -------------------------------------------------------------------------------- queue upkeep
+    def _stale(self, t: optuna.trial.FrozenTrial) -> bool:
+        hb = t.user_attrs.get("heartbeat")
+        if hb is None:
+            start = t.datetime_start or datetime.now()
+            return (datetime.now() - start).total_seconds() > self.stale_after
+        if hb.get("host") == socket.gethostname() and hb.get("pid") != os.getpid():
+            try:
+                os.kill(int(hb["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, OSError):
+                pass
+        return time.time() - float(hb.get("time", 0)) > self.stale_after
+
+    def _upkeep(self, study: optuna.Study, plan: StudyPlan) -> dict[str, str]:
+        """Fail stale trials, enqueue grid points without a live trial; return ``{params id: status}``
+        with status ``"done"``, ``"running"``, ``"waiting"``."""
+        status: dict[str, str] = {}
+        for t in study.get_trials(deepcopy=False):
+            if t.state == TrialState.RUNNING and self._stale(t):
+                try:
+                    study._storage.set_trial_user_attr(t._trial_id, "stale", True)
+                    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                    self.log(f"  [{plan.name}] trial {t.number} {t.params} had no heartbeat: re-queued, it resumes "
+                             "from its checkpoint")
+                except Exception:  # noqa: BLE001 - another worker closed it first
+                    pass
+                continue
+            pid = _params_id(t.params or t.system_attrs.get("fixed_params", {}))
+            rank = _RANK.get(t.state)
+            if rank and _PRIORITY[rank] > _PRIORITY.get(status.get(pid), 0):
+                status[pid] = rank
+        for tp in plan.trials:
+            pid = _params_id(tp.params)
+            if pid not in status:
+                study.enqueue_trial(tp.params, user_attrs={"key": tp.key})
+                status[pid] = "waiting"
+        return status
+
+    def _duplicate_of(self, study: optuna.Study, trial: optuna.Trial, params: dict) -> int | None:
+        pid = _params_id(params)
+        for t in study.get_trials(deepcopy=False):
+            if t.number < trial.number and t.state != TrialState.FAIL:
+                tp = t.params or t.system_attrs.get("fixed_params", {})
+                if _params_id(tp) == pid:
+                    return t.number
+        return None
+
+    # -------------------------------------------------------------------------------- one study
+    def _claim_and_run(self, study: optuna.Study, plan: StudyPlan) -> str:
+        """Run claimable trials of ``plan``; ``"done"`` when all are finished, ``"busy"`` when others run some."""
+        by_id = {_params_id(tp.params): tp for tp in plan.trials}
+        while True:
+            status = self._upkeep(study, plan)
+            mine = [status.get(pid) for pid in by_id]
+            if all(s == "done" for s in mine):
+                return "done"
+            if "waiting" not in mine:
+                return "busy"
+            trial = study.ask()
+            params = {name: trial.suggest_categorical(name, list(values)) for name, values in plan.space.items()}
+            pid = _params_id(params)
+            dup = self._duplicate_of(study, trial, params)
+            if dup is not None or pid not in by_id:
+                study._storage.set_trial_user_attr(trial._trial_id, "duplicate_of", dup)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
+            self._run_one(study, trial, by_id[pid])
+
+    def _run_one(self, study: optuna.Study, trial: optuna.Trial, tp: TrialPlan) -> None:
+        hb = Heartbeat(study._storage, trial._trial_id, self.heartbeat)
+        trial.set_user_attr("key", tp.key)
+        try:
+            self.log(f"  [{tp.study}] trial {trial.number}: {tp.key}")
+            result = self.run_trial(tp, [EpochReporter(trial, hb, self.prune)])
+        except StopTrial as stop:
+            hb.stop()
+            self.log(f"  [{tp.study}] {tp.key}: {stop}")
+            return
+        except BaseException:
+            hb.stop()
+            try:
+                study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001
+                pass
+            raise
+        hb.stop()
+        self.ran.append(tp.key)
+        value = result.get("best_val_dice")
+        try:
+            if result.get("state") == "pruned":
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, float(value) if value is not None else float("nan"))
+        except Exception as err:  # noqa: BLE001 - e.g. closed as stale meanwhile: results are on disk anyway
+            self.log(f"  [{tp.study}] could not record trial {trial.number} in the storage: {err}")
+
+    # -------------------------------------------------------------------------------- all studies
+    def run(self, max_wait: float | None = None) -> dict[str, str]:
+        """Work until every study is finished (or, with ``wait=False``, nothing is claimable).
+
+        Returns ``{study name: "done" | "busy"}``. ``max_wait``: give up waiting on other workers after
+        this many seconds.
+        """
+        studies = {p.name: self.study(p) for p in self.plans}
+        t0 = time.monotonic()
+        while True:
+            state = {p.name: self._claim_and_run(studies[p.name], p) for p in self.plans}
+            if all(s == "done" for s in state.values()) or not self.wait:
+                return state
+            if max_wait is not None and time.monotonic() - t0 > max_wait:
+                return state
+            time.sleep(self.poll)
