@@ -31,7 +31,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--augment", default="street")
     p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(experiment="bench", n_classes=a.classes, ignore_index=a.ignore, img_size=a.size,

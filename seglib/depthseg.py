@@ -29,6 +29,7 @@ from .experiment import Experiment, subset_evenly
 from .export import png_bytes, write_zip
 from .losses import LOSSES, build_loss
 from .runtime import workspace
+from .train.checkpoint import atomic_write_json
 from .train.trainer import to_device
 
 DEFAULT_SCHEDULE = {1: 96, 4: 160, 9: 224}
@@ -380,13 +381,6 @@ class DepthSegStudy:
 
     def write_summary(self) -> Path:
         """Write each run's own ``summary.json`` and ``WORKDIR/summary.json``; return the latter."""
-        import json
-        import os
-
         for r in self.runs.values():
             r.write_summary()
-        path = self.ws.workdir / "summary.json"
-        tmp = path.with_name(f"summary.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.summary(), indent=2, default=str))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2)

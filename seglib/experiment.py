@@ -7,9 +7,6 @@ A task subclasses :class:`Experiment` and provides ``prepare()`` (fill ``self.sp
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import time
 from pathlib import Path
 
@@ -19,21 +16,8 @@ from .config import TrainConfig
 from .data.transforms import size_for_epoch
 from .models import build_model
 from .runtime import pick_device, seed_everything, workspace
-from .train.checkpoint import load_checkpoint
+from .train.checkpoint import atomic_write_json, load_checkpoint
 from .train.trainer import FitResult, Trainer
-
-
-def json_safe(obj):
-    """``obj`` with NaN/inf floats replaced by None, paths and other objects by strings (strict JSON)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    return str(obj)
 
 
 def subset_evenly(samples: list, n: int) -> list:
@@ -177,8 +161,4 @@ class Experiment:
 
     def write_summary(self) -> Path:
         """Write ``WORKDIR/summary.json`` atomically (strict JSON: NaN -> null) and return its path."""
-        path = self.ws.workdir / "summary.json"
-        tmp = path.with_name(f"summary.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(json_safe(self.summary()), indent=2, allow_nan=False))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2)

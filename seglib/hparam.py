@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -20,6 +19,7 @@ from .data.io import read_mask
 from .data.layouts import load_splits, split_counts
 from .data.sources import resolve_data
 from .experiment import Experiment, subset_evenly
+from .train.checkpoint import atomic_write_json
 from .tune.lr_search import SCORE_VERSION, Prober, decade_search, probe_score, suggest_lr
 from .tune.studies import BASE_SPEC, OPTIMIZER_NAMES, get_studies, make_config, seed_lr, spec_hash, spec_key
 from .tune.study import StudyPlan, StudyWorker, TrialPlan, open_storage
@@ -156,9 +156,7 @@ class HParamRun(Experiment):
         store = cache.setdefault(tag, {"probes": {}, "range": {}})
 
         def save() -> None:
-            tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(cache, indent=1))
-            os.replace(tmp, path)
+            atomic_write_json(path, cache)
 
         rows = []
         for loss in losses:

@@ -148,3 +148,7 @@ LOSSES.register("dice_ce", SoftmaxDiceCELoss)
 def build_loss(name: str, n_classes: int, ignore_index: int | None = None, **kwargs) -> nn.Module:
     """Instantiate the registered loss ``name``. Raises ``KeyError`` listing valid names."""
     return LOSSES.get(name)(n_classes=n_classes, ignore_index=ignore_index, **kwargs)
+
+# one registry for every task: the binary (issue 4) and depth + mask (issue 3) losses register here too
+from . import depth_losses as _depth_losses  # noqa: E402,F401
+from . import losses_binary as _losses_binary  # noqa: E402,F401

@@ -148,3 +148,7 @@ class SegmentationMetrics:
         out = scores_from_confusion(cm, self.ignore_index)
         out["confusion_matrix"] = cm.cpu().tolist()
         return out
+
+# one registry for every task: the binary and depth + mask metrics register their directions here too
+from . import depth_metrics as _depth_metrics  # noqa: E402,F401
+from . import metrics_binary as _metrics_binary  # noqa: E402,F401

@@ -39,7 +39,7 @@ def test_notebook_parameters_and_demo_entry():
     nb = nbformat.read(NOTEBOOKS / "hyperparameter_study.ipynb", as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     for name in ("DATA", "WORKDIR", "INVERT_MASK", "WIDTH_DIVISOR", "TRIAL_EPOCHS", "STUDIES", "BATCH_SIZE", "SEED",
-                 "SMOKE", "STORAGE", "PRUNER", "LR_FROM", "TORCH_THREADS"):
+                 "SMOKE", "STORAGE", "PRUNER", "LR_FROM", "CPU_THREADS"):
         assert f"\n{name} = " in "\n" + params.source, name
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed without outputs
     assert DEMO["hyperparameter_study"]["EXPERIMENT"]
@@ -47,7 +47,7 @@ def test_notebook_parameters_and_demo_entry():
 
 @pytest.mark.slow
 def test_notebook_smoke_synthetic_and_rerun(tmp_path):
-    params = {"SMOKE": True, "WORKDIR": str(tmp_path / "w"), "STUDIES": ["loss", "augmentation"], "TORCH_THREADS": 1}
+    params = {"SMOKE": True, "WORKDIR": str(tmp_path / "w"), "STUDIES": ["loss", "augmentation"], "CPU_THREADS": 1}
     out = run_notebook("hyperparameter_study", params, out_dir=tmp_path)
     _no_errors(out)
     summary = json.loads((tmp_path / "w" / "summary.json").read_text())
@@ -82,7 +82,7 @@ def test_notebook_smoke_synthetic_and_rerun(tmp_path):
 def test_notebook_smoke_isbi_membrane(tmp_path):
     need(ISBI)
     params = {"SMOKE": True, "DATA": str(ISBI), "INVERT_MASK": True, "WORKDIR": str(tmp_path / "w"),
-              "STUDIES": ["train_fraction"], "LR_SEARCH": False, "TORCH_THREADS": 1}
+              "STUDIES": ["train_fraction"], "LR_SEARCH": False, "CPU_THREADS": 1}
     out = run_notebook("hyperparameter_study", params, out_dir=tmp_path)
     _no_errors(out)
     summary = json.loads((tmp_path / "w" / "summary.json").read_text())

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..losses import DiceIoUBCELoss, one_hot
-from ..train.trainer import to_device
+from ..train.trainer import grid_indices, select_rows, to_device
 from . import catalyst_compat
 
 catalyst_compat.apply()  # raises CatalystMissing with the install recipe when Catalyst is absent
@@ -103,22 +103,25 @@ class SeglibMetricsCallback(dl.Callback):
 
 
 class PredictionGridCallback(dl.Callback):
-    """Logs ``render_grid(inputs, outputs, targets)`` of the first ``n`` validation samples of each epoch
-    to TensorBoard as ``predictions`` (``runner.log_image``; the ``valid`` folder, step = epoch)."""
+    """Logs ``render_grid(inputs, outputs, targets)`` of ``n`` fixed validation samples (spread evenly over the
+    split, as the seglib engine shows) each epoch to TensorBoard as ``predictions`` (``runner.log_image``;
+    the ``valid`` folder, step = epoch)."""
 
     def __init__(self, render_grid, n: int):
         super().__init__(order=CallbackOrder.Metric)
-        self.render_grid, self.n, self.shown = render_grid, n, []
+        self.render_grid, self.n, self.shown, self.wanted = render_grid, n, [], set()
 
     def on_loader_start(self, runner) -> None:
         self.shown = []
+        if runner.is_valid_loader:
+            self.wanted = grid_indices(len(runner.loader.dataset), self.n)
 
     def on_batch_end(self, runner) -> None:
-        have = sum(len(x) for x, _, _ in self.shown)
-        if runner.is_valid_loader and have < self.n:
-            b, k = runner.batch, self.n - have
-            self.shown.append(tuple(b[key][:k].detach().float().cpu() if b[key].is_floating_point() else
-                                    b[key][:k].cpu() for key in ("input", "logits", "target")))
+        if runner.is_valid_loader and self.wanted:
+            b = runner.batch
+            rows = [r for r, i in enumerate(b["index"].tolist()) if i in self.wanted]
+            if rows:
+                self.shown.append(tuple(select_rows(b[key], rows) for key in ("input", "logits", "target")))
 
     def on_loader_end(self, runner) -> None:
         if runner.is_valid_loader and self.shown:

@@ -24,9 +24,7 @@ and ``catalyst_iou``. Single device only (CPU, or one GPU with float16 AMP); no 
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 import types
 import warnings
@@ -39,7 +37,15 @@ from ..data.transforms import size_for_epoch
 from ..metrics import higher_is_better
 from ..runtime import default_num_workers, versions
 from ..train.callbacks import BestTracker
-from ..train.checkpoint import atomic_save, clean_stale, load_checkpoint, mirror, rng_state, set_rng_state
+from ..train.checkpoint import (
+    atomic_save,
+    atomic_write_json,
+    clean_stale,
+    load_checkpoint,
+    mirror,
+    rng_state,
+    set_rng_state,
+)
 from ..train.optim import build_optimizer, build_scheduler, set_lr
 from ..train.trainer import FORMAT, MIRRORED, FitResult, Trainer
 from . import catalyst_compat
@@ -176,9 +182,7 @@ class CatalystState(types.SimpleNamespace):
         atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
         if best:
             atomic_save(state, self.ckpt_dir / "best.pt")
-        tmp = self.ws.local / f"history.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.history, indent=1))
-        os.replace(tmp, self.ws.local / "history.json")
+        atomic_write_json(self.ws.local / "history.json", self.history)
         mirror(self.ws.local, self.ws.workdir, MIRRORED)
 
 

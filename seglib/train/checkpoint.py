@@ -9,6 +9,9 @@ load (a torn copy on a synced drive) falls back to the one before it.
 
 from __future__ import annotations
 
+import json
+import math
+import numbers
 import os
 import random
 import shutil
@@ -168,3 +171,32 @@ def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:
             tmp.unlink(missing_ok=True)
             raise OSError(f"copy of {f} to {dst} is incomplete; is the drive full or disconnected?")
         os.replace(tmp, dst)
+
+
+def json_safe(obj):
+    """``obj`` as strict-JSON data: NaN/inf -> None, NumPy/torch scalars -> Python numbers, arrays -> lists,
+    other objects (paths) -> strings."""
+    if obj is None or isinstance(obj, (str, bool, np.bool_)):
+        return bool(obj) if isinstance(obj, np.bool_) else obj
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.ndarray, torch.Tensor)):
+        return json_safe(obj.tolist())
+    return str(obj)
+
+
+def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1) -> Path:
+    """Write ``json_safe(obj)`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    tmp.write_text(json.dumps(json_safe(obj), indent=indent, allow_nan=False))
+    os.replace(tmp, path)
+    return path

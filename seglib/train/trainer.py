@@ -10,9 +10,7 @@ and all RNG states restored; on CPU the final weights equal an uninterrupted run
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +27,15 @@ from ..data.transforms import size_for_epoch
 from ..metrics import higher_is_better
 from ..runtime import Workspace, default_num_workers, pick_device, seed_everything, versions
 from .callbacks import BestTracker, EarlyStopping
-from .checkpoint import atomic_save, clean_stale, load_checkpoint, mirror, rng_state, set_rng_state
+from .checkpoint import (
+    atomic_save,
+    atomic_write_json,
+    clean_stale,
+    load_checkpoint,
+    mirror,
+    rng_state,
+    set_rng_state,
+)
 from .optim import build_optimizer, build_scheduler, set_lr
 
 FORMAT = "seglib-checkpoint/1"
@@ -61,13 +67,19 @@ def _batch_size(x) -> int:
     return _batch_size(next(iter(x.values())) if isinstance(x, dict) else x[0])
 
 
-def _take(x, n: int):
-    """First ``n`` samples of a (nested) batch, detached on the CPU."""
+def grid_indices(n: int, k: int) -> set[int]:
+    """The fixed validation samples shown in the TensorBoard grid: ``k`` indices spread evenly over ``0..n-1``."""
+    return set(np.linspace(0, n - 1, min(k, n)).round().astype(int).tolist()) if k > 0 and n > 0 else set()
+
+
+def select_rows(x, rows: list[int]):
+    """Rows ``rows`` of a (nested) batch, detached on the CPU (floating tensors as float32)."""
     if isinstance(x, torch.Tensor):
-        return x[:n].detach().float().cpu() if x.is_floating_point() else x[:n].cpu()
+        x = x[rows].detach().cpu()
+        return x.float() if x.is_floating_point() else x
     if isinstance(x, dict):
-        return {k: _take(v, n) for k, v in x.items()}
-    return type(x)(_take(v, n) for v in x)
+        return {k: select_rows(v, rows) for k, v in x.items()}
+    return type(x)(select_rows(v, rows) for v in x)
 
 
 def _cat(a, b):
@@ -252,9 +264,7 @@ class Trainer:
         atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
         if best:
             atomic_save(state, self.ckpt_dir / "best.pt")
-        tmp = self.ws.local / f"history.json.tmp-{os.getpid()}"
-        tmp.write_text(json.dumps(self.history, indent=1))
-        os.replace(tmp, self.ws.local / "history.json")
+        atomic_write_json(self.ws.local / "history.json", self.history)
         mirror(self.ws.local, self.ws.workdir, MIRRORED)
 
     @property
@@ -372,7 +382,7 @@ class Trainer:
         metrics = self.metrics_factory()
         self.val_loader.sampler.set_epoch(epoch)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        seen, keep = 0, self.cfg.log_images if self.render_grid else 0
+        seen, wanted = 0, grid_indices(len(self.val_loader.dataset), self.cfg.log_images if self.render_grid else 0)
         shown = [None, None, None]
         for batch in self.val_loader:
             inputs, target, outputs, loss = self._forward(batch)
@@ -380,10 +390,9 @@ class Trainer:
             loss_sum += loss.double() * n
             seen += n
             metrics.update(outputs, target)
-            if keep > 0:
-                take = min(keep, n)
-                shown = [_cat(a, _take(b, take)) for a, b in zip(shown, (inputs, outputs, target))]
-                keep -= take
+            rows = [r for r, i in enumerate(batch["index"].tolist()) if i in wanted] if wanted else []
+            if rows:
+                shown = [_cat(a, select_rows(b, rows)) for a, b in zip(shown, (inputs, outputs, target))]
         out = metrics.compute()
         out["loss"] = float(loss_sum) / max(seen, 1)
         grid = self.render_grid(*shown) if self.render_grid and shown[0] is not None else None

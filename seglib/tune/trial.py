@@ -27,6 +27,7 @@ from ..experiment import Experiment
 from ..losses import build_loss
 from ..losses_binary import BINARY_LOSSES  # noqa: F401  (registers the binary losses)
 from ..metrics_binary import BinaryMetrics
+from ..train.checkpoint import atomic_write_json, mirror
 from .studies import make_config, spec_hash
 
 RESULT_FORMAT = "seglib-hparam-trial/1"
@@ -155,12 +156,6 @@ class BinaryTrial(Experiment):
         return out
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1, default=float))
-    os.replace(tmp, path)
-
-
 def load_result(folder) -> dict | None:
     """``folder/result.json`` of a finished trial, or None."""
     path = Path(folder) / "result.json"
@@ -227,7 +222,7 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
     if other is not None:
         result = {**other, "study": study, "key": key, "params": params, "reused_from": other["key"],
                   "reused_study": other["study"]}
-        _write_json(folder / "result.json", result)
+        atomic_write_json(folder / "result.json", result)
         return result
     with open(folder / "runs.jsonl", "a") as f:
         f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}) + "\n")
@@ -256,8 +251,6 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
     metrics = {"hparam/val_dice": final["val_dice"], "hparam/val_loss": final["val_loss"],
                "hparam/train_dice": final["train_dice"]}
     write_hparams(trial.ws.local / "tensorboard", trial.spec, metrics)
-    from ..train.checkpoint import mirror
-
     mirror(trial.ws.local, trial.ws.workdir, ["tensorboard"])
-    _write_json(folder / "result.json", result)
+    atomic_write_json(folder / "result.json", result)
     return result
