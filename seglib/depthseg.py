@@ -383,4 +383,4 @@ class DepthSegStudy:
         """Write each run's own ``summary.json`` and ``WORKDIR/summary.json``; return the latter."""
         for r in self.runs.values():
             r.write_summary()
-        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2)
+        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2, strict=True)

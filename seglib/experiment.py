@@ -161,4 +161,4 @@ class Experiment:
 
     def write_summary(self) -> Path:
         """Write ``WORKDIR/summary.json`` atomically (strict JSON: NaN -> null) and return its path."""
-        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2)
+        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2, strict=True)

@@ -83,3 +83,16 @@ def test_mirror_copies_changed_files_only(tmp_path):
     before = (dst / "checkpoints" / "last.pt").stat().st_mtime_ns
     mirror(src, dst, ["checkpoints/last.pt"])
     assert (dst / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_json_writer_strict_for_summaries_exact_for_state(tmp_path):
+    import json
+
+    from seglib.train.checkpoint import atomic_write_json
+
+    obj = {"a": float("nan"), "b": np.float32(0.5), "c": [float("inf"), np.int64(3)], "p": tmp_path}
+    strict = json.loads((atomic_write_json(tmp_path / "s.json", obj, strict=True)).read_text())
+    assert strict == {"a": None, "b": 0.5, "c": [None, 3], "p": str(tmp_path)}
+    back = json.loads(atomic_write_json(tmp_path / "state.json", obj).read_text())
+    assert np.isnan(back["a"]) and back["c"][0] == float("inf")
+    assert not list(tmp_path.glob("*.tmp-*"))

@@ -173,30 +173,34 @@ def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:
         os.replace(tmp, dst)
 
 
-def json_safe(obj):
-    """``obj`` as strict-JSON data: NaN/inf -> None, NumPy/torch scalars -> Python numbers, arrays -> lists,
-    other objects (paths) -> strings."""
+def json_safe(obj, strict: bool = True):
+    """``obj`` as JSON data: NumPy/torch scalars -> Python numbers, arrays -> lists, other objects (paths) ->
+    strings; with ``strict``, NaN/inf -> None (strict JSON), else kept (read back exactly by ``json.load``)."""
     if obj is None or isinstance(obj, (str, bool, np.bool_)):
         return bool(obj) if isinstance(obj, np.bool_) else obj
     if isinstance(obj, numbers.Integral):
         return int(obj)
     if isinstance(obj, numbers.Real):
         f = float(obj)
-        return f if math.isfinite(f) else None
+        return f if math.isfinite(f) or not strict else None
     if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v, strict) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
+        return [json_safe(v, strict) for v in obj]
     if isinstance(obj, (np.ndarray, torch.Tensor)):
-        return json_safe(obj.tolist())
+        return json_safe(obj.tolist(), strict)
     return str(obj)
 
 
-def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1) -> Path:
-    """Write ``json_safe(obj)`` to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
+def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1, strict: bool = False) -> Path:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace`` (never half-written).
+
+    ``strict=True`` writes NaN/inf as null (files for other programs, such as ``summary.json``); the
+    default keeps them as ``NaN``/``Infinity`` so seglib's own state files read back exactly.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(json_safe(obj), indent=indent, allow_nan=False))
+    tmp.write_text(json.dumps(json_safe(obj, strict), indent=indent, allow_nan=not strict))
     os.replace(tmp, path)
     return path
