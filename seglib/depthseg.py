@@ -30,7 +30,6 @@ from .export import png_bytes, write_zip
 from .losses import LOSSES, build_loss
 from .runtime import workspace
 from .train.checkpoint import atomic_write_json
-from .train.trainer import to_device
 
 DEFAULT_SCHEDULE = {1: 96, 4: 160, 9: 224}
 """Seed 000's progressive resizing: 96 px for epochs 1-3, 160 px for 4-8, 224 px for 9-11."""
@@ -198,18 +197,10 @@ class DepthSegRun(Experiment):
     def evaluate(self, which: str = "best", split: str = "val") -> dict:
         """Loss, ``iou`` (threshold 0.5), ``iou_soft`` (seed 000's), ``rmse``, ``abs_rel``, ``delta1`` of
         checkpoint ``which`` on ``split`` at :meth:`eval_size`; stored as ``final_metrics``."""
-        model, loss_fn, size = self.load_model(which), self.loss(), self.eval_size()
+        size = self.eval_size()
         ds = DepthSegDataset(self.splits[split], size, self.inputs, "none", self.cfg.seed)
-        metrics, loss_sum, seen = DepthSegMetrics(), 0.0, 0
-        for batch in torch.utils.data.DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0):
-            x, t = to_device(batch["input"], self.device), to_device(batch["target"], self.device)
-            out = model(x)
-            n = len(batch["index"])
-            loss_sum += float(loss_fn(out, t)) * n
-            seen += n
-            metrics.update(out, t)
-        scores = metrics.compute()
-        scores.update(loss=loss_sum / max(seen, 1), img_size=size)
+        scores = self.score(self.load_model(which), ds)
+        scores["img_size"] = size
         self.final_metrics = scores
         return scores
 

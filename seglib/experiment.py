@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .config import TrainConfig
 from .data.transforms import size_for_epoch
 from .models import build_model
 from .runtime import pick_device, seed_everything, workspace
 from .train.checkpoint import atomic_write_json, load_checkpoint
-from .train.trainer import FitResult, Trainer
+from .train.trainer import FitResult, Trainer, to_device
 
 
 def subset_evenly(samples: list, n: int) -> list:
@@ -131,6 +132,24 @@ class Experiment:
                 model.load_state_dict(ckpt["model"])
                 return model.to(self.device).eval()
         raise FileNotFoundError(f"no checkpoint in {self.ws.local / 'checkpoints'}; run train() first")
+
+    @torch.no_grad()
+    def score(self, model, dataset) -> dict:
+        """One pass of ``model`` over ``dataset`` in order: ``metrics_factory()`` scores over the whole pass
+        plus ``loss`` (``loss()`` per batch, weighted by batch size: the mean over samples).
+
+        ``dataset`` items are ``{"input", "target", "index"}`` (tensors, or dicts/tuples of tensors).
+        """
+        loss_fn, metrics = self.loss(), self.metrics_factory()
+        loss_sum, seen = 0.0, 0
+        for batch in torch.utils.data.DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0):
+            x, t = to_device(batch["input"], self.device), to_device(batch["target"], self.device)
+            out = model(x)
+            n = len(batch["index"])
+            loss_sum += float(loss_fn(out, t)) * n
+            seen += n
+            metrics.update(out, t)
+        return {**metrics.compute(), "loss": loss_sum / max(seen, 1)}
 
     def eval_size(self) -> int:
         """Side length for final evaluation and prediction: the size the best epoch was validated at."""

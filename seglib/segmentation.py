@@ -115,20 +115,9 @@ class SegmentationRun(Experiment):
     @torch.no_grad()
     def evaluate(self, which: str = "best", split: str = "val") -> dict:
         """Loss, mIoU, Dice, pixel accuracy, per-class IoU and confusion matrix of ``which`` on ``split``."""
-        model, loss_fn = self.load_model(which), self.loss()
         size = self.eval_size()
         ds = SegmentationDataset(self.splits[split], self.cfg.n_classes, size, "none", self.cfg.seed, self.cfg.ignore_index)
-        metrics = SegmentationMetrics(self.cfg.n_classes, self.cfg.ignore_index)
-        loss_sum, seen = 0.0, 0
-        loader = torch.utils.data.DataLoader(ds, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0)
-        for batch in loader:
-            x, t = batch["input"].to(self.device), batch["target"].to(self.device)
-            out = model(x)
-            loss_sum += float(loss_fn(out, t)) * len(x)
-            seen += len(x)
-            metrics.update(out, t)
-        scores = metrics.compute()
-        scores["loss"] = loss_sum / max(seen, 1)
+        scores = self.score(self.load_model(which), ds)
         scores["img_size"] = size
         self.final_metrics = scores
         return scores

@@ -9,11 +9,10 @@ usage: python catalyst_driver.py WORKDIR [--engine catalyst|seglib] [--kill-at-s
 """
 
 import argparse
-import os
-import signal
 import sys
 
 import torch
+from killing import KillAtStep, kill_in_save
 
 from seglib.config import TrainConfig
 from seglib.segmentation import SegmentationRun
@@ -37,28 +36,12 @@ cfg = TrainConfig(experiment="catalyst_resume", n_classes=22, img_size=64, batch
                   scheduler_kwargs={"factor": 0.5, "patience": 0, "threshold": 0.5})
 
 
-class KillAt:
-    def on_batch_end(self, state):
-        if state.step == a.kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 if a.kill_in_save:
-    real_save, calls = torch.save, [0]
-
-    def partial_save(obj, f, *args, **kw):
-        calls[0] += 1
-        if calls[0] == a.kill_in_save:
-            f.write(b"PK\x03\x04 half a checkpoint")
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real_save(obj, f, *args, **kw)
-
-    torch.save = partial_save
+    kill_in_save(a.kill_in_save)
 
 run = SegmentationRun(cfg, "synthetic", workdir=a.workdir, smoke=True,
                       synthetic_kwargs={"n_train": 18, "n_val": 6, "n_test": 2, "size": 96})
 run.prepare()
-result = run.train(callbacks=[KillAt()] if a.kill_at_step else [], progress=False, engine=a.engine)
+result = run.train(callbacks=[KillAtStep(a.kill_at_step)] if a.kill_at_step else [], progress=False, engine=a.engine)
 print("RESUMED_FROM", result.resumed_from, "EPOCHS", result.epochs_completed)
 sys.exit(0)

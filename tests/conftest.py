@@ -31,3 +31,15 @@ def need(path: Path) -> Path:
 @pytest.fixture
 def camvid() -> Path:
     return need(CAMVID)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op torch thread for the test (restored after): on a shared 2-core machine oversubscribed
+    threads make each step several times slower and timings unsteady."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

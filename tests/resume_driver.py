@@ -8,11 +8,10 @@ usage: python resume_driver.py WORKDIR DATA [--kill-at-step N] [--kill-in-save N
 """
 
 import argparse
-import os
-import signal
 import sys
 
 import torch
+from killing import KillAtStep, kill_in_save
 
 from seglib.config import TrainConfig
 from seglib.segmentation import SegmentationRun
@@ -36,28 +35,12 @@ cfg = TrainConfig(experiment="resume", n_classes=22 if synthetic else 12, ignore
                   resize_schedule={1: 64, 3: 96}, seed=3)
 
 
-class KillAt:
-    def on_batch_end(self, trainer):
-        if trainer.step == a.kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
 if a.kill_in_save:
-    real_save, calls = torch.save, [0]
-
-    def partial_save(obj, f, *args, **kw):
-        calls[0] += 1
-        if calls[0] == a.kill_in_save:
-            f.write(b"PK\x03\x04 half a checkpoint")
-            f.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real_save(obj, f, *args, **kw)
-
-    torch.save = partial_save
+    kill_in_save(a.kill_in_save)
 
 run = SegmentationRun(cfg, a.data, workdir=a.workdir, smoke=True,
                       synthetic_kwargs={"n_train": 18, "n_val": 6, "n_test": 2, "size": 96})
 run.prepare()
-result = run.train(lr_override=a.lr_override, callbacks=[KillAt()] if a.kill_at_step else [], progress=False)
+result = run.train(lr_override=a.lr_override, callbacks=[KillAtStep(a.kill_at_step)] if a.kill_at_step else [], progress=False)
 print("RESUMED_FROM", result.resumed_from, "EPOCHS", result.epochs_completed)
 sys.exit(0)

@@ -45,15 +45,6 @@ def make_run(camvid, workdir, epochs=EPOCHS):
     return run
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine oversubscribed threads make each step several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def same_history(a, b):
     return json.dumps(a) == json.dumps(b)  # NaN-aware (per-class IoU of absent classes)
 

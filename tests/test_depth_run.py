@@ -38,15 +38,6 @@ def _fit(run):
     return run.fit_result, sorted(set(seen))
 
 
-@pytest.fixture
-def one_thread():
-    """One intra-op thread (steadier on a busy 2-core machine); the previous setting is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_resumed_run_switches_image_size_at_the_scheduled_epoch(tmp_path, one_thread):
     first, seen1 = _fit(_run(tmp_path / "split", 2).run)
     assert first.epochs_completed == 2 and seen1 == [(1, 32), (2, 32)]

@@ -43,6 +43,7 @@ from ..train.checkpoint import (
     clean_stale,
     load_checkpoint,
     mirror,
+    resume_message,
     rng_state,
     set_rng_state,
 )
@@ -214,11 +215,8 @@ def _restore(s: CatalystState, lr_override: float | None) -> None:
     set_rng_state(ckpt["rng"])
     s.resumed_from = {"epoch": s.epoch + 1, "batch": s.batch}
     lr = s.optimizer.param_groups[-1]["lr"]
-    msg = (f"resumed from {path}: epoch {s.epoch + 1}, batch {s.batch}/{s.n_batches} ({s.epoch} epochs done), "
-           f"LR {lr:.3g}, engine catalyst (checkpoint written by the {ckpt.get('engine', 'seglib')} engine)")
-    if s.best.value is not None:
-        msg += f", best {s.best.monitor} {s.best.value:.4f} (epoch {s.best.epoch})"
-    print(msg)
+    print(resume_message(path, s.epoch, s.batch, s.n_batches, lr, s.best.state_dict())
+          + f"; engine catalyst (checkpoint written by the {ckpt.get('engine', 'seglib')} engine)")
     if lr_override:
         print(f"  LR override: {lr:.3g} -> {lr_override:.3g}")
         set_lr(s.optimizer, lr_override)

@@ -204,3 +204,12 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1, strict: boo
     tmp.write_text(json.dumps(json_safe(obj, strict), indent=indent, allow_nan=not strict))
     os.replace(tmp, path)
     return path
+
+
+def resume_message(path, epoch: int, batch: int, n_batches: int, lr: float, best: dict) -> str:
+    """The line printed on resume: ``epoch`` epochs done, ``batch`` of ``n_batches`` batches of the next
+    one done, the current ``lr`` and ``best`` (``{"monitor", "value", "epoch"}``, value None if none yet)."""
+    msg = f"resumed from {path}: epoch {epoch + 1}, batch {batch}/{n_batches} ({epoch} epochs done), LR {lr:.3g}"
+    if best.get("value") is not None:
+        msg += f", best {best['monitor']} {best['value']:.4f} (epoch {best['epoch']})"
+    return msg

@@ -33,6 +33,7 @@ from .checkpoint import (
     clean_stale,
     load_checkpoint,
     mirror,
+    resume_message,
     rng_state,
     set_rng_state,
 )
@@ -246,11 +247,7 @@ class Trainer:
         self.load_state_dict(ckpt)
         self.resumed_from = {"epoch": self.epoch + 1, "batch": self.batch}
         lr = self.optimizer.param_groups[-1]["lr"]
-        msg = (f"resumed from {path}: epoch {self.epoch + 1}, batch {self.batch}/{self.n_batches} "
-               f"({self.epoch} epochs done), LR {lr:.3g}")
-        if self.best.value is not None:
-            msg += f", best {self.best.monitor} {self.best.value:.4f} (epoch {self.best.epoch})"
-        print(msg)
+        print(resume_message(path, self.epoch, self.batch, self.n_batches, lr, self.best.state_dict()))
         if changed:
             print("  configuration changes since the checkpoint: " +
                   ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))

@@ -128,16 +128,7 @@ class BinaryTrial(Experiment):
     @torch.no_grad()
     def evaluate(self, split: str = "val", which: str = "best") -> dict:
         """Loss and :class:`BinaryMetrics` scores of checkpoint ``which`` on un-augmented ``split``."""
-        model, loss_fn, metrics = self.load_model(which), self.loss(), BinaryMetrics()
-        loader = torch.utils.data.DataLoader(self.dataset(split, "none"), batch_size=self.cfg.batch_size)
-        loss_sum, seen = 0.0, 0
-        for batch in loader:
-            x, t = batch["input"].to(self.device), batch["target"].to(self.device)
-            out = model(x)
-            loss_sum += float(loss_fn(out, t)) * len(x)
-            seen += len(x)
-            metrics.update(out, t)
-        return {"loss": loss_sum / max(seen, 1), **metrics.compute()}
+        return self.score(self.load_model(which), self.dataset(split, "none"))
 
     @torch.no_grad()
     def predict(self, split: str = "val", n: int = 4, which: str = "best") -> dict:
