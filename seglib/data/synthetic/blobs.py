@@ -11,15 +11,13 @@ Run ``python -m seglib.data.synthetic.blobs [out.png]`` for timing and a preview
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from .build import build_once
 
 GENERATOR_VERSION = 1
 SPLITS: tuple[tuple[str, int], ...] = (("train", 0), ("val", 1), ("test", 2))
@@ -81,11 +79,6 @@ def render_blobs(rng: np.random.Generator, size: int = 128) -> tuple[np.ndarray,
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8), mask
 
 
-def _is_complete(root: Path, params: dict) -> bool:
-    marker = root / ".complete.json"
-    return marker.exists() and json.loads(marker.read_text()) == params
-
-
 def generate_blobs(root, n_train: int = 96, n_val: int = 24, n_test: int = 0, size: int = 128, seed: int = 0) -> Path:
     """Write a ``pairs``-layout binary dataset under ``root`` and return ``root``.
 
@@ -105,15 +98,10 @@ def generate_blobs(root, n_train: int = 96, n_val: int = 24, n_test: int = 0, si
                          f"{n_test}, {seed}, {size}")
     params = {"generator": "seglib.data.synthetic.blobs", "version": GENERATOR_VERSION, "n_train": int(n_train),
               "n_val": int(n_val), "n_test": int(n_test), "size": int(size), "seed": int(seed)}
-    if _is_complete(root, params):
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not a blobs dataset with these parameters; choose another folder")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+
+    def write(tmp: Path) -> None:
         for sub in ("images", "masks", "splits"):
-            (tmp / sub).mkdir(parents=True)
+            (tmp / sub).mkdir()
         for (split, code), n in zip(SPLITS, (n_train, n_val, n_test)):
             names = []
             for i in range(n):
@@ -125,18 +113,8 @@ def generate_blobs(root, n_train: int = 96, n_val: int = 24, n_test: int = 0, si
                 names.append(name)
             if names:
                 (tmp / "splits" / f"{split}.txt").write_text("\n".join(names) + "\n")
-        (tmp / ".complete.json").write_text(json.dumps(params, indent=1))
-        try:
-            os.replace(tmp, root)
-        except OSError:
-            if _is_complete(root, params):  # another process finished first
-                return root
-            root.rmdir()
-            os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return build_once(root, params, write)
 
 
 if __name__ == "__main__":  # timing and a preview: python -m seglib.data.synthetic.blobs [out.png]

@@ -25,15 +25,13 @@ Output (MODEST layout, names without extension in ``file_map.txt``)::
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from .build import build_once
 
 GENERATOR_VERSION = 1
 Z_NEAR, Z_FAR = 0.5, 15.0  # metres mapped to depth 1 and 0
@@ -192,14 +190,6 @@ def paste(bg: np.ndarray, z_bg: np.ndarray, camera: dict, fg: np.ndarray, rng: n
     return bg_fg, mask * 255, depth.astype(np.float32)
 
 
-def _is_complete(root: Path, params: dict) -> bool:
-    marker = root / ".complete.json"
-    try:
-        return json.loads(marker.read_text()) == params
-    except (OSError, ValueError):
-        return False
-
-
 def generate_depth_scenes(root, n_bg: int = 8, n_fg: int = 8, per_pair: int = 4, size: int = 224, seed: int = 0) -> Path:
     """Write ``n_bg x n_fg x per_pair`` composites in the MODEST layout under ``root`` (see module docstring).
 
@@ -218,24 +208,17 @@ def generate_depth_scenes(root, n_bg: int = 8, n_fg: int = 8, per_pair: int = 4,
                          f"{per_pair}, {seed}, {size}")
     params = {"generator": "seglib.data.synthetic.depth_scenes", "version": GENERATOR_VERSION, "n_bg": int(n_bg),
               "n_fg": int(n_fg), "per_pair": int(per_pair), "size": int(size), "seed": int(seed)}
-    if _is_complete(root, params):
-        return root
-    if root.exists() and any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not a complete depth_scenes dataset with these parameters; "
-                              "delete it or choose another folder")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+
+    def write(tmp: Path) -> None:
         for d in ("bg", "fg", "bg_fg", "bg_fg_mask", "bg_fg_depth_map"):
-            (tmp / d).mkdir(parents=True)
+            (tmp / d).mkdir()
         fgs = []
         for j in range(n_fg):
             fgs.append(render_person(np.random.default_rng([seed, 1_000_000 + j])))
             Image.fromarray(fgs[-1]).save(tmp / "fg" / f"fg{j + 1:03d}.png")
         lines = []
         for i in range(n_bg):
-            rng_bg = np.random.default_rng([seed, 2_000_000 + i])
-            bg, z, cam = render_room(rng_bg, size)
+            bg, z, cam = render_room(np.random.default_rng([seed, 2_000_000 + i]), size)
             Image.fromarray(bg).save(tmp / "bg" / f"bg{i + 1:03d}.jpeg", quality=92)
             for j in range(n_fg):
                 for k in range(per_pair):
@@ -248,14 +231,8 @@ def generate_depth_scenes(root, n_bg: int = 8, n_fg: int = 8, per_pair: int = 4,
                         tmp / "bg_fg_depth_map" / f"{name}_depth_map.png")
                     lines.append(f"bg{i + 1:03d}\t{name}\t{name}_mask\t{name}_depth_map")
         (tmp / "file_map.txt").write_text("\n".join(lines) + "\n")
-        (tmp / ".complete.json").write_text(json.dumps(params, indent=1))
-        if root.exists():
-            root.rmdir()  # empty (checked above)
-        os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+
+    return build_once(root, params, write)
 
 
 if __name__ == "__main__":  # preview: python -m seglib.data.synthetic.depth_scenes [out.png]

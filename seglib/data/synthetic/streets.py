@@ -15,15 +15,13 @@ consistent. Run ``python -m seglib.data.synthetic.streets [out.png]`` for timing
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from .build import build_once
 
 SPLITS: tuple[tuple[str, int], ...] = (("Train", 0), ("Val", 1), ("Test", 2))
 """(folder name, split code used in the per-sample seed); Test has no masks."""
@@ -345,31 +343,6 @@ def render_street(rng: np.random.Generator, size: int = 224) -> tuple[np.ndarray
     return np.clip(img + 0.5, 0, 255).astype(np.uint8), sc.mask
 
 
-def _is_complete(root: Path, params: dict) -> bool:
-    """True if ``root`` holds a finished dataset with ``params``; False if absent or an empty folder.
-
-    Raises FileExistsError for anything else (never touches it).
-    """
-    if not root.exists():
-        return False
-    fix = "choose another folder or delete it yourself"
-    if not root.is_dir():
-        raise FileExistsError(f"{root} exists and is not a folder; {fix}")
-    marker = root / "DataSet" / ".complete.json"
-    if marker.is_file():
-        try:
-            old = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            old = None
-        if old == params:
-            return True
-        raise FileExistsError(f"{root} holds a synthetic street dataset made with other parameters {old}, "
-                              f"not {params}; {fix} to regenerate")
-    if any(root.iterdir()):
-        raise FileExistsError(f"{root} exists and is not a complete synthetic street dataset; {fix}")
-    return False
-
-
 def generate_streets(root, n_train: int = 400, n_val: int = 60, n_test: int = 30, size: int = 224,
                      seed: int = 0) -> Path:
     """Write a synthetic JetCar-layout dataset under ``root`` and return ``root`` as a Path.
@@ -393,11 +366,8 @@ def generate_streets(root, n_train: int = 400, n_val: int = 60, n_test: int = 30
                          f"{n_test}, {seed}, {size}")
     params = {"generator": "seglib.data.synthetic.streets", "version": GENERATOR_VERSION, "n_train": int(n_train),
               "n_val": int(n_val), "n_test": int(n_test), "size": int(size), "seed": int(seed)}
-    if _is_complete(root, params):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+
+    def write(tmp: Path) -> None:
         ds = tmp / "DataSet"
         for (split, code), n in zip(SPLITS, (n_train, n_val, n_test)):
             (ds / "Img" / split).mkdir(parents=True)
@@ -408,18 +378,8 @@ def generate_streets(root, n_train: int = 400, n_val: int = 60, n_test: int = 30
                 Image.fromarray(img).save(ds / "Img" / split / f"Img_{i:05d}.jpg", quality=92)
                 if split != "Test":
                     Image.fromarray(mask).save(ds / "Mask" / split / f"Mask_{i:05d}.png")
-        (ds / ".complete.json").write_text(json.dumps(params, indent=1))
-        try:
-            os.replace(tmp, root)  # atomic; also replaces an empty folder on POSIX
-        except OSError:
-            if _is_complete(root, params):  # another process finished first
-                return root
-            root.rmdir()  # only an empty folder gets here (Windows cannot rename onto it)
-            os.replace(tmp, root)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
-    return root
+
+    return build_once(root, params, write, marker="DataSet/.complete.json")
 
 
 if __name__ == "__main__":  # timing (one thread) and a preview: python -m seglib.data.synthetic.streets [out.png]
