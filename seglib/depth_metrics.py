@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import METRICS, MetricSpec
+from .metrics import register_metric
 
 EPS = 1e-6
 VALID_MIN = 1e-4
@@ -35,17 +35,8 @@ DEPTH_METRICS = {
 }
 
 
-def _register() -> None:
-    """Register :data:`DEPTH_METRICS`; a name registered elsewhere must have the same direction."""
-    for name, (hib, desc) in DEPTH_METRICS.items():
-        if name in METRICS:
-            if METRICS.get(name).higher_is_better != hib:
-                raise ValueError(f"metric {name!r} is registered with the other direction elsewhere")
-            continue
-        METRICS.register(name, MetricSpec(name, hib, desc))
-
-
-_register()
+for _name, (_hib, _desc) in DEPTH_METRICS.items():
+    register_metric(_name, _hib, _desc)
 
 
 def per_image_iou(probs: torch.Tensor, target: torch.Tensor, threshold: float | None = None) -> torch.Tensor:

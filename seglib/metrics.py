@@ -29,7 +29,17 @@ METRICS = Registry("metric")
 
 
 def register_metric(name: str, higher_is_better: bool, description: str) -> None:
-    """Add a scalar metric to :data:`METRICS`."""
+    """Add a scalar metric to :data:`METRICS`; a name already there keeps its entry (tasks share names
+    such as ``iou``, and a module may be re-imported).
+
+    Raises:
+        ValueError: ``name`` is registered with the other direction.
+    """
+    if name in METRICS:
+        if METRICS.get(name).higher_is_better != higher_is_better:
+            raise ValueError(f"metric {name!r} is already registered with higher_is_better="
+                             f"{not higher_is_better}; give this metric another name")
+        return
     METRICS.register(name, MetricSpec(name, higher_is_better, description))
 
 

@@ -27,12 +27,21 @@ class Registry:
         self._items: dict[str, Callable[..., Any]] = {}
 
     def register(self, name: str, obj: Callable[..., Any] | None = None):
-        """Register ``obj`` under ``name`` (usable as a decorator). Raises ``ValueError`` on a duplicate name."""
+        """Register ``obj`` under ``name`` (usable as a decorator).
+
+        Registering the same definition again (same ``__module__`` and ``__qualname__``: a module re-imported,
+        e.g. by autoreload) replaces the entry.
+
+        Raises:
+            ValueError: ``name`` is taken by another definition (the message names its module).
+        """
 
         def add(o):
             key = name.lower()
-            if key in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            old = self._items.get(key)
+            if old is not None and old is not o and (None in _origin(o) or _origin(old) != _origin(o)):
+                raise ValueError(f"{self.kind} {name!r} is already registered by {_origin(old)[0]}; "
+                                 f"{_origin(o)[0]} needs another name")
             self._items[key] = o
             return o
 
@@ -57,3 +66,8 @@ class Registry:
 
     def __contains__(self, name: str) -> bool:
         return str(name).lower() in self._items
+
+
+def _origin(obj) -> tuple[str | None, str | None]:
+    """Where a registered factory is defined: ``(module, qualified name)``."""
+    return getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)

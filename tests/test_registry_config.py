@@ -54,3 +54,34 @@ def test_config_diff_and_smoke():
     s = smoke_config(TrainConfig(resize_schedule={1: 96, 4: 160, 9: 224}, epochs=50))
     assert s.epochs == 2 and s.img_size == 64 and s.num_workers == 0
     assert s.resize_schedule == {1: 32, 4: 32, 9: 64}
+
+
+def test_reimported_definition_replaces_its_entry_and_others_are_refused():
+    r = Registry("thing")
+
+    def make():
+        return 1
+
+    r.register("make", make)
+
+    def make():  # noqa: F811 - the same definition again, as a re-imported module gives
+        return 2
+
+    r.register("make", make)
+    assert r.get("make")() == 2
+
+    def other():
+        return 3
+
+    with pytest.raises(ValueError, match="already registered by"):
+        r.register("make", other)
+
+
+def test_metric_names_shared_by_tasks_keep_one_direction():
+    from seglib.metrics import register_metric
+
+    register_metric("iou", True, "another task's IoU")  # same direction: the first entry stays
+    assert METRICS.get("iou").higher_is_better
+    with pytest.raises(ValueError, match="higher_is_better"):
+        register_metric("rmse", True, "wrong direction")
+    assert not higher_is_better("val_rmse")
