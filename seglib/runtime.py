@@ -120,10 +120,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def default_num_workers() -> int:
-    """DataLoader workers: one per CPU core beyond the first, at most 8 (Colab has 2 cores -> 1... 2)."""
+def default_num_workers(cuda: bool = True) -> int:
+    """DataLoader workers when ``num_workers`` is not set: one per CPU core available to this process, at
+    most 8 (Colab: 2); without CUDA (``cuda=False``) at most 2, since the training itself needs the cores."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, n))
+    return max(0, min(8 if cuda else 2, n))
 
 
 def versions() -> dict[str, str]:

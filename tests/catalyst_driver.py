@@ -2,7 +2,7 @@
 test_catalyst_resume.py as a subprocess (a SIGKILL must hit a real, separate process).
 
 usage: python catalyst_driver.py WORKDIR [--engine catalyst|seglib] [--kill-at-step N] [--kill-in-save N]
-       [--minutes M] [--epochs E]
+       [--minutes M] [--epochs E] [--patience P]
 
 --kill-at-step N: SIGKILL this process right after optimizer step N (before that step is checkpointed).
 --kill-in-save N: SIGKILL this process in the middle of writing the N-th checkpoint (partial temp file).
@@ -24,6 +24,7 @@ p.add_argument("--kill-at-step", type=int)
 p.add_argument("--kill-in-save", type=int)
 p.add_argument("--minutes", type=float, default=1000.0)
 p.add_argument("--epochs", type=int, default=3)
+p.add_argument("--patience", type=int, default=5)
 a = p.parse_args()
 
 torch.set_num_threads(1)
@@ -32,7 +33,7 @@ torch.set_num_threads(1)
 # epochs, so any of them lost on resume would show in the final checkpoint
 cfg = TrainConfig(experiment="catalyst_resume", n_classes=22, img_size=64, batch_size=4, epochs=a.epochs,
                   encoder_weights=None, num_workers=0, checkpoint_minutes=a.minutes, augment="street",
-                  resize_schedule={1: 64, 3: 96}, seed=3, monitor="val_miou", early_stop_patience=5,
+                  resize_schedule={1: 64, 3: 96}, seed=3, monitor="val_miou", early_stop_patience=a.patience,
                   scheduler_kwargs={"factor": 0.5, "patience": 0, "threshold": 0.5})
 
 

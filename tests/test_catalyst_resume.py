@@ -66,7 +66,7 @@ def test_sigkill_mid_epoch_resumes_exactly(tmp_path, reference):
     drive(tmp_path, "--minutes", "0", "--kill-at-step", "6", expect_kill=True)
     killed = load(tmp_path)
     assert (killed["epoch"], killed["batch"], killed["step"]) == (1, 1, 5)  # mid-epoch state on disk
-    assert killed["catalyst"]["epoch_step"] == 2  # the runner counters Catalyst needs
+    assert killed["catalyst"]["epoch_step"] == 2  # the runner counters (epoch_step only informational)
     out = drive(tmp_path)
     assert "resumed from" in out and "epoch 2, batch 1/4" in out
     assert "RESUMED_FROM {'epoch': 2, 'batch': 1} EPOCHS 3" in out
@@ -93,3 +93,25 @@ def test_sigkill_during_checkpoint_write_loses_nothing(tmp_path, reference):
     # TensorBoard: one value per epoch, the killed run's partial epoch not repeated
     tb = EventAccumulator(str(tmp_path / "tensorboard" / "valid")).Reload()
     assert [e.step for e in tb.Scalars("loss/epoch")] == [1, 2, 3]
+
+
+def test_early_stopping_agrees_with_seglib_engine_and_survives_resume(tmp_path):
+    # val_miou peaks at epoch 1: with patience 1 both engines stop after epoch 2, by seglib's EarlyStopping rule
+    # (the rule of best.pt), and write the same early-stopping state
+    stopped = {}
+    for engine in ("seglib", "catalyst"):
+        out = drive(tmp_path / engine, "--engine", engine, "--epochs", 6, "--patience", 1)
+        assert "early stopping after epoch 2: no val_miou improvement for 1 epochs" in out
+        assert "RESUMED_FROM None EPOCHS 2" in out
+        stopped[engine] = load(tmp_path / engine)
+    s, c = stopped["seglib"], stopped["catalyst"]
+    assert c["early_stopping"] == s["early_stopping"] == {"wait": 1, "best": s["best"]} and c["best"] == s["best"]
+    assert s["best"]["epoch"] == 1 == load(tmp_path / "catalyst", "best.pt")["epoch"]
+    out = drive(tmp_path / "catalyst", "--epochs", 6, "--patience", 1)
+    assert "training already finished (early stopping) after 2 epochs" in out
+    # a larger patience trains on; the counter (1) survives the resume: epochs 3 and 4 bring it to 3 and stop
+    out = drive(tmp_path / "catalyst", "--epochs", 6, "--patience", 3)
+    assert "RESUMED_FROM {'epoch': 3, 'batch': 0} EPOCHS 4" in out
+    final = load(tmp_path / "catalyst")
+    assert max(h["val_miou"] for h in final["history"][1:]) < final["history"][0]["val_miou"]
+    assert final["early_stopping"]["wait"] == 3 and final["best"]["epoch"] == 1

@@ -3,7 +3,8 @@ losses, seglib metrics and the prediction grid as Catalyst callbacks, the runner
 
 Catalyst batch keys (``SupervisedRunner(input_key="input", output_key="logits", target_key="target")``):
 ``input`` ``float N x 3 x H x W``, ``target`` ``int64 N x H x W`` (class ids), ``logits`` ``float N x C x H x W``,
-and from :class:`OneHotScoresCallback` ``scores``/``target_onehot`` ``float N x C x H x W``.
+and on the ``valid`` loader only, from :class:`OneHotScoresCallback`, ``scores``/``target_onehot``
+``float N x C x H x W`` (see :func:`valid_region_metrics`).
 """
 
 from __future__ import annotations
@@ -79,6 +80,21 @@ class OneHotScoresCallback(dl.Callback):
         onehot, valid = one_hot(runner.batch["target"], self.n_classes, self.ignore_index)
         runner.batch["scores"] = torch.sigmoid(runner.batch["logits"].detach().float()) * valid
         runner.batch["target_onehot"] = onehot
+
+
+def valid_region_metrics(n_classes: int, ignore_index: int | None) -> list:
+    """Catalyst's sigmoid ``DiceCallback``/``IOUCallback`` (threshold 0.5, logged as ``catalyst_dice`` and
+    ``catalyst_iou``) and the :class:`OneHotScoresCallback` that feeds them, all enabled on the ``valid``
+    loader only (``ControlFlowCallbackWrapper(loaders="valid")``).
+
+    Catalyst 22.4's ``RegionBasedMetric.update`` copies the whole ``N x C x H x W`` scores and one-hot
+    targets to the CPU every batch; on the train loader that cost the GPU step time for numbers nobody
+    read, so the train step does none of this work (seglib's own metrics give Dice/mIoU as well).
+    """
+    cbs = [OneHotScoresCallback(n_classes, ignore_index),
+           *(m(input_key="scores", target_key="target_onehot", threshold=0.5, prefix="catalyst_", log_on_batch=False)
+             for m in (dl.DiceCallback, dl.IOUCallback))]
+    return [dl.ControlFlowCallbackWrapper(cb, loaders="valid") for cb in cbs]
 
 
 class SeglibMetricsCallback(dl.Callback):

@@ -2,9 +2,11 @@
 
 Catalyst's last release (22.4, April 2022) still trains with torch 2.x and numpy 2, but:
 
-1. pip >= 24.1 refuses to install it (its metadata has ``scikit-image (<0.19.0>=0.16.1)``); see
-   :data:`INSTALL_HINT` for the recipes (plain pip < 24.1, or deps first and then
-   ``--no-deps --use-deprecated=legacy-resolver``).
+1. pip >= 24.1 refuses to install it (its metadata has ``scikit-image (<0.19.0>=0.16.1)``).
+   :data:`DEPENDENCY_PINS` and :data:`CATALYST_PIN` are the one verified set (``requirements-catalyst.txt``,
+   the ``[catalyst]`` extra, README and ``docs/catalyst.md`` repeat them; a test checks that they agree);
+   :func:`install_catalyst` installs it with any pip (deps first, then catalyst with
+   ``--no-deps --use-deprecated=legacy-resolver``), :data:`INSTALL_HINT` prints the recipes.
 2. accelerate renamed ``DistributedType.TPU`` to ``XLA`` (0.27 -> 0.34), so every run crashed at the end
    of its first loader with ``AttributeError: TPU`` (``catalyst/core/engine.py:88``). :func:`apply`
    swaps the ``DistributedType`` that ``catalyst.core.engine`` and ``catalyst.callbacks.metrics.cmc_score``
@@ -22,14 +24,22 @@ Source: ``../shared/reference/environment.md`` section 3 (each failure reproduce
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import warnings
 
-VERIFIED_VERSION = "22.04"
+VERIFIED_VERSION = "22.04"  # catalyst.__version__ of the release pinned below
+#: Catalyst's runtime dependencies, verified together with requirements.txt (six: undeclared by catalyst.contrib).
+DEPENDENCY_PINS = ("accelerate==1.15.0", "hydra-slayer==0.5.0", "tensorboardX==2.6.5", "six==1.17.0")
+CATALYST_PIN = "catalyst==22.4"
+#: how Catalyst itself is installed with pip >= 24.1, after :data:`DEPENDENCY_PINS`
+NO_DEPS_FLAGS = ("--no-deps", "--use-deprecated=legacy-resolver")
 INSTALL_HINT = (
     "Catalyst is not installed; the seglib engine (ENGINE='seglib') works without it. To use ENGINE='catalyst':\n"
     "  with pip < 24.1 (a fresh venv, `make test`):  pip install -r requirements-catalyst.txt\n"
-    "  with pip >= 24.1 (Colab):  pip install accelerate==1.15.0 hydra-slayer==0.5.0 tensorboardX==2.6.5 six==1.17.0\n"
-    "                             pip install --no-deps --use-deprecated=legacy-resolver catalyst==22.4\n"
+    f"  with pip >= 24.1 (Colab):  pip install {' '.join(DEPENDENCY_PINS)}\n"
+    f"                             pip install {' '.join(NO_DEPS_FLAGS)} {CATALYST_PIN}\n"
+    "  or, from Python: from seglib.integrations.catalyst_compat import install_catalyst; install_catalyst()\n"
     "  (then restart the kernel on Colab if catalyst was imported before)"
 )
 _APPLIED = False
@@ -60,6 +70,25 @@ def require_catalyst():
         warnings.warn(f"catalyst {version} is installed; seglib's Catalyst engine was verified with 22.4 "
                       "(requirements-catalyst.txt)", UserWarning, stacklevel=2)
     return catalyst
+
+
+def install_commands(python: str | None = None) -> list[list[str]]:
+    """The two pip commands that install the verified Catalyst set for ``python`` (default: this interpreter):
+    :data:`DEPENDENCY_PINS`, then :data:`CATALYST_PIN` with :data:`NO_DEPS_FLAGS` (works with pip >= 24.1)."""
+    pip = [python or sys.executable, "-m", "pip", "install", "-q"]
+    return [pip + list(DEPENDENCY_PINS), pip + list(NO_DEPS_FLAGS) + [CATALYST_PIN]]
+
+
+def install_catalyst(python: str | None = None) -> None:
+    """Install Catalyst 22.4 and its pinned dependencies into ``python``'s environment (default: this
+    interpreter), running :func:`install_commands` in order; what the notebook's Colab cell calls.
+
+    Raises:
+        subprocess.CalledProcessError: a pip command failed.
+    """
+    for cmd in install_commands(python):
+        subprocess.run(cmd, check=True)
+    importlib.invalidate_caches()  # let this process import the packages just installed
 
 
 def catalyst_available() -> bool:

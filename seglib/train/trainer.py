@@ -47,6 +47,34 @@ class CheckpointMismatch(ValueError):
     """A checkpoint belongs to a different model than the current configuration asks for."""
 
 
+def check_compatible(cfg: TrainConfig, model: nn.Module, ckpt: dict, path: Path) -> None:
+    """Raise :class:`CheckpointMismatch` if ``ckpt`` (loaded from ``path``) was trained with another model
+    than ``cfg``/``model`` (another :data:`~seglib.config.MODEL_FIELDS` value or parameter names/shapes).
+    Both engines apply this rule before resuming."""
+    diff = {k: v for k, v in config_diff(ckpt.get("config", {}), cfg.to_dict()).items() if k in MODEL_FIELDS}
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
+    if diff or own != theirs:
+        detail = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        if not diff:
+            bad = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k] != theirs.get(k)]
+            detail = f"parameter names/shapes differ (e.g. {bad[:3]})"
+        raise CheckpointMismatch(
+            f"checkpoint {path} belongs to a different model ({detail}). Set the model parameters back to "
+            f"resume it, or give this run another EXPERIMENT/WORKDIR to start fresh; the checkpoint is kept."
+        )
+
+
+def config_changes(ckpt: dict, cfg: TrainConfig) -> str | None:
+    """The line a resumed run prints about settings changed since ``ckpt`` was written (``lr`` aside: the
+    checkpoint's optimizer state decides it), or None when nothing changed."""
+    changed = {k: v for k, v in config_diff(ckpt.get("config", {}), cfg.to_dict()).items() if k != "lr"}
+    if not changed:
+        return None
+    return "  configuration changes since the checkpoint: " + ", ".join(
+        f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+
+
 def to_device(x, device: torch.device, channels_last: bool = False):
     """Move a tensor, or dict/list/tuple of tensors, to ``device`` (non-blocking; 4-D float tensors
     optionally in channels_last)."""
@@ -154,9 +182,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.best = BestTracker(config.monitor)
         self.early = EarlyStopping(config.monitor, config.early_stop_patience)
-        workers = default_num_workers() if config.num_workers is None else config.num_workers
-        if not cuda and config.num_workers is None:
-            workers = min(workers, 2)
+        workers = default_num_workers(cuda) if config.num_workers is None else config.num_workers
         self.train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
                                         num_workers=workers, pin_memory=cuda)
         self.val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=config.seed,
@@ -194,22 +220,6 @@ class Trainer:
             "saved_at": time.time(),
         }
 
-    def check_compatible(self, ckpt: dict, path: Path) -> None:
-        """Raise :class:`CheckpointMismatch` if ``ckpt`` was trained with another model."""
-        saved = ckpt.get("config", {})
-        diff = {k: v for k, v in config_diff(saved, self.cfg.to_dict()).items() if k in MODEL_FIELDS}
-        own = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
-        theirs = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-        if diff or own != theirs:
-            detail = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            if not diff:
-                bad = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k] != theirs.get(k)]
-                detail = f"parameter names/shapes differ (e.g. {bad[:3]})"
-            raise CheckpointMismatch(
-                f"checkpoint {path} belongs to a different model ({detail}). Set the model parameters back to "
-                f"resume it, or give this run another EXPERIMENT/WORKDIR to start fresh; the checkpoint is kept."
-            )
-
     def load_state_dict(self, ckpt: dict) -> None:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -242,15 +252,14 @@ class Trainer:
             if self.lr_override:
                 set_lr(self.optimizer, self.lr_override)
             return
-        self.check_compatible(ckpt, path)
-        changed = {k: v for k, v in config_diff(ckpt["config"], self.cfg.to_dict()).items() if k != "lr"}
+        check_compatible(self.cfg, self.model, ckpt, path)
+        changed = config_changes(ckpt, self.cfg)
         self.load_state_dict(ckpt)
         self.resumed_from = {"epoch": self.epoch + 1, "batch": self.batch}
         lr = self.optimizer.param_groups[-1]["lr"]
         print(resume_message(path, self.epoch, self.batch, self.n_batches, lr, self.best.state_dict()))
         if changed:
-            print("  configuration changes since the checkpoint: " +
-                  ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+            print(changed)
         if self.lr_override:
             print(f"  LR override: {lr:.3g} -> {self.lr_override:.3g}")
             set_lr(self.optimizer, self.lr_override)
