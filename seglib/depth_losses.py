@@ -161,3 +161,4 @@ LOSSES.register("rmse_bce_dice", RmseBceDiceLoss)
 LOSSES.register("ssim_dice", SsimDiceLoss)
 LOSSES.register("rmse_bce", RmseBceLoss)
 DEPTH_LOSSES = ("rmse_bce_dice", "ssim_dice", "rmse_bce")
+"""The losses for ``(depth_logits, mask_logits)`` outputs: the names :class:`seglib.depthseg.DepthSegStudy` accepts."""

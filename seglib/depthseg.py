@@ -17,17 +17,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import depth_losses as _depth_losses  # noqa: F401  (registers the losses)
 from .config import TrainConfig
-from .data.depth import DepthSegDataset, check_sizes, depth_png16, load_sample
+from .data.depth import DepthSegDataset, check_sizes, depth_png16, load_inputs, load_sample, load_targets
 from .data.depth_layouts import load_depth_splits
 from .data.io import DataError
 from .data.sources import resolve_data
 from .data.transforms import build_transform, denormalize, size_fn
+from .depth_losses import DEPTH_LOSSES
 from .depth_metrics import DepthSegMetrics
 from .experiment import Experiment, subset_evenly
 from .export import png_bytes, write_zip
 from .losses import LOSSES, build_loss
+from .models import build_model
 from .runtime import workspace
 from .train.checkpoint import atomic_write_json
 
@@ -141,7 +142,7 @@ class DepthSegRun(Experiment):
         """
         nearer = checked = 0
         for s in subset_evenly(self.splits["train"], n):
-            d = load_sample(s, "rgb")
+            d = load_targets(s)
             m, v = d["mask"].astype(bool), d["valid"].astype(bool)
             ring = cv2.dilate(d["mask"], np.ones((15, 15), np.uint8)).astype(bool) & ~m & v
             if (m & v).any() and ring.any():
@@ -176,6 +177,13 @@ class DepthSegRun(Experiment):
         return DepthSegDataset(self.splits[split], size_fn(self.cfg.img_size, self.cfg.resize_schedule),
                                self.inputs, aug, self.cfg.seed)
 
+    def n_parameters(self) -> int:
+        """Number of parameters of the configured model, counted on PyTorch's ``meta`` device (no weights
+        are allocated or initialised; the same count as ``run.build_model()``)."""
+        with torch.device("meta"):
+            model = build_model(self.cfg.model, **self.model_kwargs())
+        return sum(p.numel() for p in model.parameters())
+
     # ------------------------------------------------------------------ task hooks
     def loss(self):
         """The configured loss (``rmse_bce_dice``, ``ssim_dice``, ``rmse_bce``; :mod:`seglib.depth_losses`)."""
@@ -205,12 +213,17 @@ class DepthSegRun(Experiment):
         return scores
 
     @torch.no_grad()
-    def predict(self, split: str = "val", which: str = "best", max_samples: int | None = None):
+    def predict(self, split: str = "val", which: str = "best", max_samples: int | None = None,
+                targets: bool = True):
         """Yield ``(sample, data, pred_depth, pred_prob)`` per sample of ``split`` at its original size.
 
-        ``data`` is :func:`seglib.data.depth.load_sample`'s dict; ``pred_depth`` (float32 H x W, [0, 1],
-        1 = near) and ``pred_prob`` (float32 H x W foreground probability) are the network outputs at
-        :meth:`eval_size`, resized back bilinearly before the sigmoid.
+        ``data`` is :func:`seglib.data.depth.load_sample`'s dict (``targets=False``: only
+        :func:`~seglib.data.depth.load_inputs`' ``image`` [and ``bg``], mask and depth are not read);
+        ``pred_depth`` (float32 H x W, [0, 1], 1 = near) and ``pred_prob`` (float32 H x W foreground
+        probability) are the network outputs at :meth:`eval_size`, resized back bilinearly before the sigmoid.
+
+        Raises:
+            FileNotFoundError: no checkpoint yet; DataError: unreadable files.
         """
         model, size = self.load_model(which), self.eval_size()
         two = self.inputs == "bg+bg_fg"
@@ -218,7 +231,7 @@ class DepthSegRun(Experiment):
         samples = self.splits[split][:max_samples]
         for start in range(0, len(samples), self.cfg.batch_size):
             chunk = samples[start:start + self.cfg.batch_size]
-            datas = [load_sample(s, self.inputs) for s in chunk]
+            datas = [(load_sample if targets else load_inputs)(s, self.inputs) for s in chunk]
             outs = [transform(image=d["image"], **({"bg": d["bg"]} if two else {})) for d in datas]
             x = torch.stack([o["image"] for o in outs]).to(self.device)
             if two:
@@ -258,7 +271,7 @@ class DepthSegRun(Experiment):
 
         def members():
             yield "README.txt", note.encode()
-            for s, _d, pd, pm in self.predict(split, which):
+            for s, _d, pd, pm in self.predict(split, which, targets=False):
                 yield f"masks/{s.name}.png", png_bytes((pm > 0.5).astype(np.uint8) * 255)
                 yield f"depth/{s.name}.png", png_bytes(depth_png16(pd))
 
@@ -294,7 +307,8 @@ class DepthSegStudy:
     go to :class:`DepthSegRun`.
 
     Raises:
-        KeyError: an unknown loss name (lists valid ones); ValueError: an empty or repeated list.
+        KeyError: a name that is not a depth + mask loss (``"dice"``, ``"ce"``, ... take mask logits only;
+            the message lists the depth losses); ValueError: an empty or repeated list.
     """
 
     def __init__(self, cfg: TrainConfig, data: str, losses, *, workdir=None, local=None, **kwargs):
@@ -304,8 +318,10 @@ class DepthSegStudy:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"LOSS must be a loss name or a list of distinct names, got {losses!r}")
         for n in names:
-            LOSSES.get(n)
-        per_loss = bool(cfg.loss_kwargs) and set(cfg.loss_kwargs) <= set(LOSSES.names())
+            if str(n).lower() not in DEPTH_LOSSES:
+                raise KeyError(f"unknown depth loss {n!r}; valid loss names for depth + mask: {', '.join(DEPTH_LOSSES)}"
+                               + (" (a segmentation loss takes mask logits only)" if n in LOSSES else ""))
+        per_loss = bool(cfg.loss_kwargs) and set(cfg.loss_kwargs) <= set(DEPTH_LOSSES)
 
         def config(n):
             return dataclasses.replace(cfg, loss=n, loss_kwargs=dict(cfg.loss_kwargs.get(n, {})) if per_loss
@@ -348,6 +364,14 @@ class DepthSegStudy:
     def evaluate(self, which: str = "best") -> dict:
         """``{loss: final metrics}`` (each run's :meth:`DepthSegRun.evaluate`)."""
         return {name: r.evaluate(which) for name, r in self.runs.items()}
+
+    def report(self) -> str:
+        """Text per loss of the runs trained in this session: epochs done, best epoch, where it resumed
+        from, and its :func:`history_table`; ``"<loss>: not trained in this session"`` otherwise."""
+        return "\n".join(f"{n}: not trained in this session" if r.fit_result is None else
+                         f"{n}: {r.fit_result.epochs_completed} epochs done; best {r.fit_result.best}; resumed from "
+                         f"{r.fit_result.resumed_from}\n{history_table(r.fit_result.history)}"
+                         for n, r in self.runs.items())
 
     def histories(self) -> dict:
         """``{loss: per-epoch history}`` of the runs trained in this session (empty lists otherwise)."""

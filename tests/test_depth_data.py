@@ -1,6 +1,7 @@
 """Issue 3: depth layouts, the depth convention on the real files, bad input, the synthetic generator."""
 
 import csv
+import os
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from conftest import SHARED_DATA, need
 from PIL import Image
 
+import seglib.data.depth as depth_mod
 from seglib.data.depth import DepthSegDataset, load_sample, read_binary_mask, read_depth
 from seglib.data.depth_layouts import LAYOUTS, detect_depth_layout, load_depth_splits
 from seglib.data.io import DataError
@@ -97,6 +99,38 @@ def test_direction_check_warns_when_the_setting_is_inverted(tmp_path):
         warnings.simplefilter("error")
         run.prepare()
     assert run.layout == "fgbg" and len(run.splits["train"]) == 12 and len(run.splits["val"]) == 3
+
+
+def test_direction_check_reads_only_masks_and_depth(tmp_path, monkeypatch):
+    run = DepthSegRun(depth_config("eva", width=2), str(need(EVA)), workdir=tmp_path, near="dark")
+    run.prepare(check=False)
+
+    def no_images(path):
+        raise AssertionError(f"decoded {path}")
+
+    monkeypatch.setattr(depth_mod, "read_image", no_images)
+    nearer, checked = run.check_depth_direction()
+    assert checked == 12 and nearer >= checked / 2
+    d = depth_mod.load_targets(run.splits["train"][0])
+    assert set(d) == {"mask", "depth", "valid"} and d["mask"].shape == d["depth"].shape
+
+
+def test_fgbg_without_near_is_reads_depth_by_bit_depth(tmp_path):
+    """As the depth module documents for "auto": 8-bit bright = near (EVA's files load as before), 16-bit dark = near."""
+    eva = _all(need(EVA), "fgbg")
+    assert {s.near for s in eva} == {"auto"}
+    np.testing.assert_array_equal(load_sample(eva[0], "rgb")["depth"], read_depth(eva[0].depth, "bright")[0])
+    root = tmp_path / "f16"
+    for i in range(2):
+        for sub in ("images", "bg"):
+            _png(root / sub / f"a{i}.png", np.zeros((8, 8, 3), np.uint8))
+        _png(root / "masks" / f"a{i}.png", np.zeros((8, 8), np.uint8))
+        _png(root / "depth" / f"a{i}.png", np.array([[1000] * 8] * 4 + [[3000] * 8] * 4, np.uint16))  # mm
+    (root / "pairs.csv").write_text("image,mask,depth,bg\n" + "".join(f"a{i}.png,a{i}.png,a{i}.png,a{i}.png\n" for i in range(2)))
+    d = load_sample(_all(root, "fgbg")[0])
+    assert d["depth"][0, 0] == 1.0 and d["depth"][-1, 0] == 0.0  # the smaller distance is near
+    bright = _all(root, "fgbg", near="bright")[0]
+    assert bright.near == "bright" and load_sample(bright)["depth"][0, 0] == 0.0
 
 
 def test_masks_of_any_encoding_become_binary():
@@ -232,3 +266,33 @@ def test_dataset_items_and_identical_photometric_change_on_bg_and_bg_fg(tmp_path
     assert ds[(3, 0)]["input"]["bg"].shape == (3, 64, 64)
     rgb = DepthSegDataset(splits["train"], 32, "rgb")[0]["input"]
     assert isinstance(rgb, torch.Tensor) and rgb.shape == (3, 32, 32)
+
+
+def test_backgrounds_are_cached_read_only_and_not_changed_by_augmentation(tmp_path):
+    root = tmp_path / "shared_bg"
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        _png(root / "images" / f"a{i}.png", rng.integers(0, 255, (32, 32, 3), np.uint8))
+        _png(root / "masks" / f"a{i}.png", np.zeros((32, 32), np.uint8))
+        _png(root / "depth" / f"a{i}.png", np.full((32, 32), 128, np.uint8))
+    _png(root / "bg" / "b.png", rng.integers(0, 255, (48, 48, 3), np.uint8))
+    (root / "pairs.csv").write_text("image,mask,depth,bg\n" + "".join(f"a{i}.png,a{i}.png,a{i}.png,b.png\n" for i in range(3)))
+    samples = _all(root, "fgbg")
+    a, b = load_sample(samples[0])["bg"], load_sample(samples[1])["bg"]
+    assert a is b and a.shape == (32, 32, 3) and a.dtype == np.uint8 and not a.flags.writeable
+    with pytest.raises(ValueError):
+        a[0, 0, 0] = 1
+    full = depth_mod.read_background(root / "bg" / "b.png", (48, 48))  # another size: its own entry, not resized
+    np.testing.assert_array_equal(full, np.asarray(Image.open(root / "bg" / "b.png")))
+    before = a.copy()
+    ds = DepthSegDataset(samples, 32, "bg+bg_fg", "photometric", seed=2)  # same size: no resize copy first
+    changed = 0
+    for e in range(1, 17):
+        for i in range(len(ds)):
+            x = ds[(e, i)]["input"]
+            changed += not torch.equal(x["bg"], DepthSegDataset(samples, 32, "bg+bg_fg")[(e, i)]["input"]["bg"])
+    assert changed > 0  # photometric changes did run on the cached background ...
+    np.testing.assert_array_equal(load_sample(samples[2])["bg"], before)  # ... and left it as it was
+    _png(root / "bg" / "b.png", np.zeros((48, 48, 3), np.uint8))  # a rewritten file is read again
+    os.utime(root / "bg" / "b.png", ns=(1, 1))
+    assert load_sample(samples[0])["bg"].max() == 0

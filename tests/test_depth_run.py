@@ -10,6 +10,7 @@ import torch
 from conftest import SHARED_DATA, need
 from PIL import Image
 
+import seglib.depthseg as depthseg
 from seglib.depthseg import DepthSegRun, DepthSegStudy, depth_config
 from seglib.nbrun import DEMO, run_notebook
 
@@ -52,12 +53,18 @@ def test_resumed_run_switches_image_size_at_the_scheduled_epoch(tmp_path, one_th
     assert [r["val_loss"] for r in resumed.history] == [r["val_loss"] for r in straight.history]
 
 
-def test_two_losses_in_sub_folders_with_comparison_and_16bit_export(tmp_path, one_thread):
+def test_two_losses_in_sub_folders_with_comparison_and_16bit_export(tmp_path, one_thread, monkeypatch):
     study = _run(tmp_path / "cmp", 1, ["ssim_dice", "rmse_bce"])
+    assert study.report() == "ssim_dice: not trained in this session\nrmse_bce: not trained in this session"
     study.train(progress=False)
+    report = study.report().splitlines()
+    assert report[0].startswith("ssim_dice: 1 epochs done; best {") and report[1].startswith("epoch ")
+    assert any(line.startswith("rmse_bce: 1 epochs done") for line in report) and len(report) == 6
     final = study.evaluate()
     assert set(final) == {"ssim_dice", "rmse_bce"} and final["ssim_dice"]["img_size"] == 32
-    zip_path = study.run.export()
+    with monkeypatch.context() as m:  # export decodes the inputs only, never masks or depth
+        m.setattr(depthseg, "load_sample", lambda *a: pytest.fail("export decoded mask and depth"))
+        zip_path = study.run.export()
     summary = json.loads(study.write_summary().read_text())
     assert summary["final_metrics"]["loss"] == pytest.approx(final["ssim_dice"]["loss"])
     assert set(summary["comparison"]) == {"ssim_dice", "rmse_bce"} and summary["selected_loss"] == "ssim_dice"
@@ -74,6 +81,7 @@ def test_two_losses_in_sub_folders_with_comparison_and_16bit_export(tmp_path, on
     assert [ax.get_title() for ax in fig.axes] == ["train_loss", "val_loss", "val_iou", "val_rmse"]
     viewer = study.run.viewer()
     assert viewer.n == 2 and np.isfinite(viewer.rmses).all()
+    assert all(v.any() for v in study.run.predictions()["valid"])  # predict() with targets for the viewer
 
 
 def test_viewer_and_grid_render(tmp_path):
@@ -85,6 +93,14 @@ def test_viewer_and_grid_render(tmp_path):
     out = run.build_model()(batch["input"])
     grid = run.render_grid(batch["input"], out, batch["target"])
     assert grid.dtype == np.uint8 and grid.shape == (2 * 96 + 2, 5 * 96 + 8, 3)  # epoch 1 of the default schedule: 96 px
+    assert run.n_parameters() == sum(p.numel() for p in run.build_model().parameters())
+
+
+def test_parameter_count_without_building_the_weights(tmp_path):
+    cfg = depth_config("n", width=16)
+    assert DepthSegRun(cfg, "synthetic", workdir=tmp_path / "a").n_parameters() == 10_343_490
+    rgb = DepthSegRun(depth_config("n", inputs="rgb", width=2), "synthetic", workdir=tmp_path / "b")
+    assert rgb.n_parameters() == sum(p.numel() for p in rgb.build_model().parameters())
 
 
 # ----------------------------------------------------------------------------------------------- notebook
@@ -136,3 +152,6 @@ def test_loss_kwargs_per_loss_and_bad_loss_names(tmp_path):
     assert study.runs["ssim_dice"].ws.workdir == tmp_path / "ssim_dice"
     with pytest.raises(KeyError, match="valid loss names"):
         DepthSegStudy(cfg, "synthetic", ["rmse_bce", "ssim"], workdir=tmp_path)
+    for name in ("dice", "ce", ["rmse_bce", "bce"]):  # segmentation losses: registered, but not depth + mask
+        with pytest.raises(KeyError, match="valid loss names for depth \\+ mask: rmse_bce_dice, ssim_dice, rmse_bce"):
+            DepthSegStudy(depth_config("kw", width=2), "synthetic", name, workdir=tmp_path)

@@ -7,7 +7,7 @@
   metrics counted only ``label > 0.0001`` (shan18 tensornet ``Learner._pred_label_diff``); losses and
   RMSE ignore invalid pixels and they are stored as 0;
 * 8-bit maps are scaled by 1/255; 16-bit (e.g. Kinect millimetres) and float maps are min-max scaled
-  per sample over their valid pixels (or over ``value_range`` when given);
+  per sample over their valid pixels (or over :func:`read_depth`'s ``value_range``);
 * ``near="bright"``: larger raw value = nearer (DenseDepth, NJU2K); ``near="dark"``: larger = farther
   (distances, Kinect) and the scaled value is inverted. ``"auto"`` (resolved by the layouts) uses
   ``pairs.csv``'s ``near_is`` column, else ``"dark"`` for 16-bit/float maps and ``"bright"`` for 8-bit.
@@ -20,18 +20,22 @@ become {0, 1}: values > 0 when the maximum is 1, else >= 128 (half range for 16-
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..models.dsresnet import INPUT_MODES
 from .depth_layouts import NEAR_VALUES, DepthSample, parse_near
 from .io import DataError, image_size, open_image, read_image
 from .transforms import apply, build_transform
 
-INPUT_MODES = ("bg+bg_fg", "rgb")
-__all__ = ["NEAR_VALUES", "DepthSegDataset", "load_sample", "parse_near", "read_binary_mask", "read_depth"]
+BACKGROUND_CACHE_SIZE = 64
+"""Decoded backgrounds kept per process: datasets reuse a few backgrounds for many composites."""
+__all__ = ["INPUT_MODES", "NEAR_VALUES", "DepthSegDataset", "load_inputs", "load_sample", "load_targets", "parse_near",
+           "read_background", "read_binary_mask", "read_depth"]
 
 
 def _grey(path: Path, arr: np.ndarray, kind: str) -> np.ndarray:
@@ -125,31 +129,90 @@ def check_sizes(sample: DepthSample) -> tuple[int, int]:
     return size
 
 
-def load_sample(sample: DepthSample, inputs: str = "bg+bg_fg", value_range=None) -> dict[str, np.ndarray]:
-    """Decode one sample at its original resolution.
+@lru_cache(maxsize=BACKGROUND_CACHE_SIZE)
+def _cached_background(path: str, stamp: tuple | None, hw: tuple[int, int]) -> np.ndarray:
+    bg = read_image(path)
+    if bg.shape[:2] != hw:
+        bg = cv2.resize(bg, (hw[1], hw[0]), interpolation=cv2.INTER_AREA)
+    bg.setflags(write=False)
+    return bg
+
+
+def read_background(path, hw: tuple[int, int]) -> np.ndarray:
+    """A background image resized (``INTER_AREA``) to ``hw = (height, width)`` when its size differs.
+
+    Decoded backgrounds are cached (:data:`BACKGROUND_CACHE_SIZE` entries, keyed on path, modification
+    time, file size and ``hw``) because many composites share a few backgrounds.
 
     Returns:
-        ``{"image": uint8 H x W x 3, "mask": uint8 H x W {0,1}, "depth": float32 H x W [0,1] (1 = near),
-        "valid": uint8 H x W {0,1}}`` plus ``"bg": uint8 H x W x 3`` (resized to the image's size when it
-        differs, as seed 000's second source had 256 px backgrounds for 220 px composites) for two inputs.
+        ``uint8 H x W x 3`` RGB, **read-only** (shared by the cache): copy it before changing it in place.
 
     Raises:
-        DataError: unreadable files, a size mismatch between image, mask and depth, or no ``bg`` for two inputs.
+        DataError: the file is missing or unreadable.
+    """
+    try:
+        st = Path(path).stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = None  # read_image raises the DataError
+    return _cached_background(str(path), stamp, (int(hw[0]), int(hw[1])))
+
+
+def load_inputs(sample: DepthSample, inputs: str = "bg+bg_fg") -> dict[str, np.ndarray]:
+    """Decode one sample's network inputs at the original resolution, without mask or depth.
+
+    Returns:
+        ``{"image": uint8 H x W x 3}`` plus, for ``inputs="bg+bg_fg"``, ``"bg": uint8 H x W x 3`` from
+        :func:`read_background` (read-only; resized to the image's size when it differs, as seed 000's
+        second source had 256 px backgrounds for 220 px composites).
+
+    Raises:
+        DataError: an unreadable file, or no ``bg`` for two inputs.
     """
     image = read_image(sample.image)
-    mask = read_binary_mask(sample.mask)
-    depth, valid = read_depth(sample.depth, sample.near, value_range)
-    if mask.shape != image.shape[:2] or depth.shape != image.shape[:2]:
-        check_sizes(sample)
-    out = {"image": image, "mask": mask, "depth": depth, "valid": valid.astype(np.uint8)}
+    out = {"image": image}
     if inputs == "bg+bg_fg":
         if sample.bg is None:
             raise DataError(f"sample {sample.name} ({sample.image}) has no background image; INPUTS='bg+bg_fg' "
                             "needs bg/ images (MODEST or pairs.csv layout); use INPUTS='rgb' for RGB-D data")
-        bg = read_image(sample.bg)
-        if bg.shape[:2] != image.shape[:2]:
-            bg = cv2.resize(bg, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_AREA)
-        out["bg"] = bg
+        out["bg"] = read_background(sample.bg, image.shape[:2])
+    return out
+
+
+def load_targets(sample: DepthSample, hw: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Decode one sample's mask and depth (the image is not decoded).
+
+    Args:
+        hw: the image's ``(height, width)`` when known; without it mask and depth are checked against
+            each other (and on a mismatch against the image's header).
+
+    Returns:
+        ``{"mask": uint8 H x W {0,1}, "depth": float32 H x W [0,1] (1 = near), "valid": uint8 H x W {0,1}}``.
+
+    Raises:
+        DataError: unreadable files, or a size mismatch between image, mask and depth.
+    """
+    mask = read_binary_mask(sample.mask)
+    depth, valid = read_depth(sample.depth, sample.near)
+    hw = mask.shape if hw is None else tuple(hw)
+    if mask.shape != hw or depth.shape != hw:
+        check_sizes(sample)
+    return {"mask": mask, "depth": depth, "valid": valid.astype(np.uint8)}
+
+
+def load_sample(sample: DepthSample, inputs: str = "bg+bg_fg") -> dict[str, np.ndarray]:
+    """Decode one sample at its original resolution: :func:`load_inputs` and :func:`load_targets`.
+
+    Returns:
+        ``{"image": uint8 H x W x 3, "mask": uint8 H x W {0,1}, "depth": float32 H x W [0,1] (1 = near),
+        "valid": uint8 H x W {0,1}}`` plus ``"bg": uint8 H x W x 3`` (read-only, cached; resized to the
+        image's size when it differs) for two inputs.
+
+    Raises:
+        DataError: unreadable files, a size mismatch between image, mask and depth, or no ``bg`` for two inputs.
+    """
+    out = load_inputs(sample, inputs)
+    out.update(load_targets(sample, out["image"].shape[:2]))
     return out
 
 
@@ -163,7 +226,6 @@ class DepthSegDataset(Dataset):
         augment: name in ``AUGMENTATIONS``; ``"photometric"`` is seed 000's HSV + contrast (p = 0.25
             each), applied with identical parameters to ``bg`` and ``bg_fg`` and never to mask or depth.
         seed: base seed of the augmentation randomness (a function of seed, epoch, index).
-        value_range: see :func:`read_depth`.
 
     Items (key ``(epoch, index)`` or a plain ``index`` = epoch 1)::
 
@@ -180,14 +242,13 @@ class DepthSegDataset(Dataset):
     """
 
     def __init__(self, samples: Sequence[DepthSample], size: Callable[[int], int] | int, inputs: str = "bg+bg_fg",
-                 augment: str = "none", seed: int = 0, value_range=None):
+                 augment: str = "none", seed: int = 0):
         if not samples:
             raise DataError("dataset has no samples; check the split is not empty")
         if inputs not in INPUT_MODES:
             raise DataError(f"INPUTS must be one of {INPUT_MODES}, got {inputs!r}")
         self.samples, self.inputs, self.augment, self.seed = list(samples), inputs, augment, seed
         self.size = size if callable(size) else (lambda _e, s=int(size): s)
-        self.value_range = value_range
         self._transforms: dict[int, object] = {}
 
     def __len__(self) -> int:
@@ -204,7 +265,7 @@ class DepthSegDataset(Dataset):
 
     def __getitem__(self, key) -> dict:
         epoch, index = key if isinstance(key, tuple) else (1, key)
-        data = load_sample(self.samples[index], self.inputs, self.value_range)
+        data = load_sample(self.samples[index], self.inputs)
         out = apply(self.transform(self.size(epoch)), self.seed, epoch, index, **data)
         target = {"depth": out["depth"].float()[None], "mask": out["mask"].float()[None],
                   "valid": out["valid"].float()[None]}

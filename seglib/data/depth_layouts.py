@@ -151,7 +151,8 @@ def modest_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near:
 
 @LAYOUTS.register("fgbg")
 def fgbg_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: str = "auto", **_) -> dict:
-    """Samples of ``pairs.csv`` rows (image, mask, depth, bg; ``near="auto"``: ``near_is`` column, else bright).
+    """Samples of ``pairs.csv`` rows (image, mask, depth, bg; ``near="auto"``: the ``near_is`` column, else
+    by bit depth when read -- 8-bit bright = near, 16-bit/float dark = near; see :mod:`seglib.data.depth`).
 
     Raises:
         DataError: no ``pairs.csv``/folders, missing columns, a row naming an absent file, a depth map
@@ -172,7 +173,7 @@ def fgbg_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
                 missing.append(f"{table.name} line {n} names {folder}/{row[col]} which does not exist")
             paths.append(p)
         image, mask, depth, bg = paths
-        samples.append(DepthSample(image.stem, image, mask, depth, bg, _near(near, row, f"{table} line {n}", "bright")))
+        samples.append(DepthSample(image.stem, image, mask, depth, bg, _near(near, row, f"{table} line {n}", "auto")))
     if missing:
         raise _missing_error(missing, f"add the files under {base} or fix {table}")
     used = {s.depth.name for s in samples}

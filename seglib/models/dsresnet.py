@@ -27,6 +27,7 @@ from torch import nn
 from . import MODELS
 
 INPUT_MODES = ("bg+bg_fg", "rgb")
+"""``inputs`` values of :class:`DSResNet` (and of :class:`seglib.data.depth.DepthSegDataset`, which imports it)."""
 
 
 class DoubleConvBlock(nn.Module):
