@@ -3,8 +3,9 @@
 ``run = HParamRun(DATA, workdir=WORKDIR, invert_mask=..., ...)``, then ``run.prepare()`` (data and the
 fixed train-pool / held-out validation split), ``run.lr_search(...)`` (both LR procedures per
 optimizer, cached in ``WORKDIR/lr_search.json``), ``run.run_studies(STUDIES, storage=STORAGE)``
-(Optuna-backed, resumable, several workers may share it), ``run.table(study)``, plots from
-:mod:`seglib.inspect.study_plots`, ``run.explorer()`` and ``run.write_summary()``.
+(Optuna-backed, resumable, several workers may share it), ``run.table(study)``, ``run.report(study)``
+(table and plots from :mod:`seglib.inspect.study_plots`), ``run.explorer()`` and ``run.write_summary()``.
+:func:`smoke_settings` shrinks the notebook's settings for a SMOKE run.
 """
 
 from __future__ import annotations
@@ -15,18 +16,53 @@ from pathlib import Path
 
 import torch
 
-from .data.io import read_mask
 from .data.layouts import load_splits, split_counts
 from .data.sources import resolve_data
 from .experiment import Experiment, subset_evenly
+from .losses import build_loss
 from .train.checkpoint import atomic_write_json
 from .tune.lr_search import SCORE_VERSION, Prober, decade_search, probe_score, suggest_lr
-from .tune.studies import BASE_SPEC, OPTIMIZER_NAMES, get_studies, make_config, seed_lr, spec_hash, spec_key
+from .tune.studies import (
+    BASE_SPEC,
+    OPTIMIZER_NAMES,
+    config_label,
+    get_studies,
+    make_config,
+    seed_lr,
+    spec_hash,
+    spec_key,
+)
 from .tune.study import StudyPlan, StudyWorker, TrialPlan, open_storage
-from .tune.trial import BinaryTrial, execute, load_result
+from .tune.trial import BinaryTrial, check_binary_masks, data_id, execute, load_result
 
 SMOKE_COUNTS = {"train": 8, "val": 4}
 LR_FROM = ("decade", "range_test", "seed")
+SMOKE_SETTINGS = {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1, "range_steps": 20,
+                  "optimizers": 2, "losses": 1}
+"""What a SMOKE run uses (seconds on a CPU): these sizes, and the first 2 optimizers and first loss of the LR search."""
+
+
+def smoke_settings(smoke: bool, **values) -> dict:
+    """The notebook's settings, shrunk by :data:`SMOKE_SETTINGS` when ``smoke``.
+
+    Args:
+        smoke: False returns ``values`` unchanged.
+        values: any of ``img_size``, ``width_divisor``, ``trial_epochs``, ``probe_epochs``, ``range_steps``
+            (ints, replaced) and ``optimizers``, ``losses`` (name lists, cut to their first 2 / 1).
+
+    Returns:
+        A new dict with the keys of ``values``.
+
+    Raises:
+        ValueError: an unknown key (the message lists the known ones).
+    """
+    bad = sorted(set(values) - set(SMOKE_SETTINGS))
+    if bad:
+        raise ValueError(f"unknown settings {bad}; known: {sorted(SMOKE_SETTINGS)}")
+    if not smoke:
+        return dict(values)
+    return {k: list(v)[:SMOKE_SETTINGS[k]] if k in ("optimizers", "losses") else SMOKE_SETTINGS[k]
+            for k, v in values.items()}
 
 
 class HParamRun(Experiment):
@@ -70,16 +106,20 @@ class HParamRun(Experiment):
         self.val_fraction, self.synthetic_kwargs = float(val_fraction), synthetic_kwargs
         self.data_id = ""
         self.lr_results: dict = {}
+        self.lr_rows: list[dict] = []
         self.lr_from = "seed"
         self.plans: list[StudyPlan] = []
         self.storage_desc = ""
 
     # ------------------------------------------------------------------ data
     def prepare(self) -> dict:
-        """Resolve ``DATA``, read the splits (train pool and fixed held-out val), check the masks.
+        """Resolve ``DATA``, read the splits (train pool and fixed held-out val), check the masks
+        (:func:`~seglib.tune.trial.check_binary_masks`) and set ``data_id`` (:func:`~seglib.tune.trial.data_id`,
+        part of every spec hash).
 
         Raises:
-            DataError: missing/unreadable files, masks that are not binary ({0, 1} or {0, 255}).
+            DataError: missing/unreadable files, masks that are not binary ({0, 1} or {0, 255}) or not of
+                their image's size.
         """
         kwargs = self.synthetic_kwargs
         if kwargs is None and self.smoke:
@@ -89,13 +129,11 @@ class HParamRun(Experiment):
         splits = {"train": splits["train"], "val": splits["val"]}
         if self.smoke:
             splits = {k: subset_evenly(v, SMOKE_COUNTS[k]) for k, v in splits.items()}
-        for s in splits["train"] + splits["val"]:
-            read_mask(s.mask, 2)
+        check_binary_masks(splits["train"] + splits["val"])
         self.splits = splits
-        names = json.dumps({k: [s.name for s in v] for k, v in splits.items()}, sort_keys=True)
-        self.data_id = hashlib.sha1(f"{self.root}|{names}".encode()).hexdigest()[:8]
+        self.data_id = data_id(self.root, splits)
         self.fixed["data"] = self.data_id
-        print(f"data: {self.root} ({self.layout} layout) -- {split_counts(splits)}; positive class = "
+        print(f"data: {self.root} ({self.layout} layout, id {self.data_id}) -- {split_counts(splits)}; positive class = "
               f"{'mask value 0 (INVERT_MASK)' if self.fixed['invert'] else 'mask value 255/1'}")
         return splits
 
@@ -118,17 +156,15 @@ class HParamRun(Experiment):
             raise RuntimeError("call prepare() first")
 
     # ------------------------------------------------------------------ LR search
-    def _prober(self, loss: str) -> Prober:
-        from .losses import build_loss
-
-        spec = {**self.base, "lr": 1e-3, "loss": loss, "train_fraction": 1.0, **self.fixed}
+    def _probe_data(self) -> tuple:
+        """``(build_model, inputs float32 N x 3 x S x S, targets int64 N x S x S)``: the whole training pool,
+        un-augmented, decoded once for the probes of every loss (the model does not depend on the loss)."""
+        spec = {**self.base, "lr": 1e-3, "train_fraction": 1.0, **self.fixed}
         trial = BinaryTrial(spec, self.splits, data=self.data, workdir=self.ws.workdir / "lr_search",
                             local=self.ws.local / "lr_search", device=str(self.device))
         ds = trial.dataset("train", "none")
         items = [ds[i] for i in range(len(ds))]
-        x, t = torch.stack([i["input"] for i in items]), torch.stack([i["target"] for i in items])
-        return Prober(trial.build_model, x, t, build_loss(loss, 2), self.fixed["batch_size"], self.fixed["seed"],
-                      self.device)
+        return trial.build_model, torch.stack([i["input"] for i in items]), torch.stack([i["target"] for i in items])
 
     def lr_search(self, optimizers=OPTIMIZER_NAMES, losses=None, probe_epochs: int = 3, range_steps: int = 100,
                   procedures=("decade", "range_test")) -> list[dict]:
@@ -158,9 +194,11 @@ class HParamRun(Experiment):
         def save() -> None:
             atomic_write_json(path, cache)
 
+        build_model, x, t = self._probe_data()
         rows = []
         for loss in losses:
-            prober = self._prober(loss)
+            prober = Prober(build_model, x, t, build_loss(loss, 2), self.fixed["batch_size"], self.fixed["seed"],
+                            self.device)
             for opt in optimizers:
                 rows.append(self._search_one(prober, loss, opt, probe_epochs, range_steps, procedures, store, save))
         self.lr_rows = rows
@@ -236,8 +274,7 @@ class HParamRun(Experiment):
 
     def trial(self, tp: TrialPlan) -> BinaryTrial:
         """The :class:`BinaryTrial` of a plan entry (its own folder under ``WORKDIR/trials``)."""
-        return BinaryTrial(tp.spec, self.splits, data=self.data, root=self.root, layout=self.layout,
-                           workdir=self.trial_folder(tp.study, tp.key),
+        return BinaryTrial(tp.spec, self.splits, data=self.data, workdir=self.trial_folder(tp.study, tp.key),
                            local=self.ws.local / "trials" / tp.study / tp.key, device=str(self.device))
 
     def run_studies(self, studies="all", storage=None, lrs: dict | None = None, pruner: str | None = None,
@@ -282,19 +319,24 @@ class HParamRun(Experiment):
         """Seed 004's columns per trial: study, config, loss value, Dice, val loss, val Dice (best
         checkpoint; "loss"/"dice" on the un-augmented training subset), plus val IoU, pixel AP, object
         AP@0.5, best epoch and epochs run. Deterministic: same seeds give the same numbers."""
+        return self._rows(self.results(study))
+
+    @staticmethod
+    def _rows(results: list[dict]) -> list[dict]:
         rows = []
-        for r in self.results(study):
+        for r in results:
             f = r["final"]
-            rows.append({"study": r["study"], "config": r["key"].rsplit("-", 1)[0], **r["params"],
+            rows.append({"study": r["study"], "config": config_label(r["key"]), **r["params"],
                          "lr": r["spec"]["lr"], "loss_value": f["train_loss"], "dice": f["train_dice"],
                          "val_loss": f["val_loss"], "val_dice": f["val_dice"], "val_iou": f["val_iou"],
                          "val_pixel_ap": f["val_pixel_ap"], "val_object_ap50": f.get("val_object_ap50"),
                          "best_epoch": r["best_epoch"], "epochs": r["epochs_completed"], "state": r["state"]})
         return rows
 
-    def best(self) -> dict | None:
-        """The finished trial with the highest val Dice (ties: first in plan order), or None."""
-        res = [r for r in self.results() if r.get("state") == "complete"]
+    def best(self, results: list[dict] | None = None) -> dict | None:
+        """The complete trial with the highest val Dice (ties: first in plan order) among ``results``
+        (default :meth:`results`), or None."""
+        res = [r for r in (self.results() if results is None else results) if r.get("state") == "complete"]
         return max(res, key=lambda r: r["final"]["val_dice"]) if res else None
 
     def trained_folder(self, result: dict) -> Path:
@@ -310,6 +352,27 @@ class HParamRun(Experiment):
                             device=str(self.device))
         return trial.predict("val", n)
 
+    def top_predictions(self, study: str, top: int = 10, n: int = 3, results: list[dict] | None = None) -> dict:
+        """``{config label: predictions(result, n)}`` of the ``top`` trials of ``study`` by val Dice, best
+        first (``results``: that study's :meth:`results`, read if not given)."""
+        results = self.results(study) if results is None else results
+        best = sorted(results, key=lambda r: -r["final"]["val_dice"])[:top]
+        return {config_label(r["key"]): self.predictions(r, n) for r in best}
+
+    def report(self, study: str, top: int = 10, n: int = 3) -> list:
+        """What the notebook shows for one study, in order: the :meth:`table` as a
+        :class:`~seglib.inspect.study_plots.Table`, val Dice per config, the training curves of every
+        config, and ``n`` validation predictions of the ``top`` configs (matplotlib Figures); ``[]``
+        while no trial of ``study`` has finished."""
+        from .inspect.study_plots import Table, plot_config_predictions, plot_study_curves, plot_study_scores
+
+        results = self.results(study)
+        if not results:
+            return []
+        rows = self._rows(results)
+        return [Table(rows, title=f"study {study}"), plot_study_scores(rows, f"{study}: val Dice per config"),
+                plot_study_curves(results), plot_config_predictions(self.top_predictions(study, top, n, results), n)]
+
     def explorer(self, n: int = 4):
         """An ipywidgets :class:`~seglib.inspect.study_plots.StudyExplorer` over the finished trials."""
         from .inspect.study_plots import StudyExplorer
@@ -320,20 +383,21 @@ class HParamRun(Experiment):
         """The common ``summary.json`` plus ``trials`` (every trial's config and scores), ``lr_search``
         and ``studies``; ``best`` names the best config and its val Dice."""
         out = super().summary()
-        b = self.best()
+        results = self.results()
+        b = self.best(results)
         trials = [{k: r.get(k) for k in ("study", "key", "params", "state", "best_epoch", "epochs_completed",
                                          "reused_from")} | {"config": r["spec"], "scores": r["final"]}
-                  for r in self.results()]
+                  for r in results]
         out.update({
             "best": None if b is None else {"metric": "val_dice", "value": b["final"]["val_dice"],
                                             "epoch": b["best_epoch"], "study": b["study"], "trial": b["key"],
                                             "config": b["spec"]},
-            "final_metrics": b["final"] if b else {}, "epochs_completed": sum(r["epochs_completed"] for r in self.results()
+            "final_metrics": b["final"] if b else {}, "epochs_completed": sum(r["epochs_completed"] for r in results
                                                                           if not r.get("reused_from")),
             "checkpoint": str(self.trained_folder(b) / "checkpoints" / "last.pt") if b else None,
             "best_checkpoint": str(self.trained_folder(b) / "checkpoints" / "best.pt") if b else None,
             "tensorboard": str(self.ws.workdir / "trials"), "trials": trials,
-            "lr_search": {"rows": getattr(self, "lr_rows", []), "lr_from": self.lr_from},
+            "lr_search": {"rows": self.lr_rows, "lr_from": self.lr_from},
             "studies": {p.name: p.optuna_name for p in self.plans}, "storage": self.storage_desc,
         })
         return out

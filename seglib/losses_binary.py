@@ -33,15 +33,16 @@ BINARY_LOSSES = ("bce", "dice", "bce_dice", "inverse_dice", "bce_inverse_dice", 
 
 
 def binary_target(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A ``float N x 1 x H x W`` target in {0, 1} shaped like ``like`` (the logits).
+    """A ``float N x 1 x H x W`` target in {0, 1} shaped like ``like`` (the logits), dtype of ``like``.
 
-    Accepts ``int N x H x W`` class ids or any ``N x 1 x H x W`` tensor.
+    Accepts ``int N x H x W`` class ids or any ``N x 1 x H x W`` tensor. The one shape check of the binary
+    losses and of :class:`seglib.metrics_binary.BinaryMetrics`.
 
     Raises:
         ValueError: the shapes do not match (the message gives both), or ``like`` has more than 1 channel.
     """
     if like.dim() != 4 or like.shape[1] != 1:
-        raise ValueError(f"binary losses need logits of shape N x 1 x H x W (one logit per pixel), got "
+        raise ValueError(f"binary losses and metrics need logits of shape N x 1 x H x W (one logit per pixel), got "
                          f"{tuple(like.shape)}; build the model with classes=1")
     t = target.unsqueeze(1) if target.dim() == 3 else target
     if t.shape != like.shape:
@@ -161,12 +162,6 @@ def _register() -> None:
         "bce_switching": _with_bce(SwitchingLoss),
     }
     for name, factory in entries.items():
-        if name in LOSSES:
-            other = LOSSES.get(name)
-            if getattr(other, "__module__", None) != __name__:  # same module = a re-import (autoreload)
-                raise RuntimeError(f"loss name {name!r} is already registered by {other.__module__}; "
-                                   "binary losses need it -- rename one of them")
-            continue
         LOSSES.register(name, factory)
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .metrics import METRICS, register_metric
+from .losses_binary import binary_target
+from .metrics import register_metric
 
 for _name, _desc in [
     ("dice", "Dice (F1) of the positive class"),
@@ -28,46 +29,19 @@ for _name, _desc in [
     ("pixel_ap", "pixel-level average precision of the foreground probability (area under the PR curve)"),
     ("object_ap50", "PASCAL VOC AP of connected components at IoU 0.5"),
 ]:
-    if _name not in METRICS:
-        register_metric(_name, True, _desc)
-
-
-def _as_prob_target(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if logits.dim() != 4 or logits.shape[1] != 1:
-        raise ValueError(f"binary metrics need logits N x 1 x H x W, got {tuple(logits.shape)}")
-    t = target.unsqueeze(1) if target.dim() == 3 else target
-    if t.shape != logits.shape:
-        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
-    return torch.sigmoid(logits.float()), t > 0.5
-
-
-def average_precision(scores, labels) -> float:
-    """Exact pixel AP: ``sum_k (R_k - R_{k-1}) P_k`` over distinct score thresholds, highest first.
-
-    This is the step-wise (non-interpolated) definition used by scikit-learn's
-    ``average_precision_score``. Args: ``scores`` float array, ``labels`` bool/0-1 array of the same
-    length. Returns NaN when there is no positive label.
-    """
-    s = np.asarray(scores, np.float64).ravel()
-    y = np.asarray(labels).ravel().astype(bool)
-    if s.shape != y.shape:
-        raise ValueError(f"scores ({s.shape}) and labels ({y.shape}) differ in length")
-    n_pos = int(y.sum())
-    if n_pos == 0:
-        return float("nan")
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
-    precision = tp / (tp + fp)
-    recall = tp / n_pos
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    register_metric(_name, True, _desc)
 
 
 def ap_from_histograms(pos: np.ndarray, neg: np.ndarray) -> float:
-    """AP from score histograms (bin 0 = lowest scores): :func:`average_precision` with scores
-    rounded to bins. Returns NaN without positives."""
+    """Exact step-wise pixel AP (scikit-learn's ``average_precision_score``: ``sum_k (R_k - R_{k-1}) P_k``
+    over distinct thresholds, highest first) of scores rounded to histogram bins.
+
+    Args:
+        pos, neg: ``(B,)`` counts of positive / negative pixels per score bin, bin 0 = lowest scores.
+
+    Returns:
+        AP in [0, 1]; NaN without positives.
+    """
     pos, neg = np.asarray(pos, np.float64)[::-1], np.asarray(neg, np.float64)[::-1]
     n_pos = pos.sum()
     if n_pos == 0:
@@ -176,7 +150,8 @@ class BinaryMetrics:
     @torch.no_grad()
     def update(self, logits: torch.Tensor, target: torch.Tensor) -> None:
         """Add one batch (shapes in the class docstring); raises ``ValueError`` on mismatched shapes."""
-        prob, t = _as_prob_target(logits, target)
+        t = binary_target(target, logits) > 0.5
+        prob = torch.sigmoid(logits.float())
         pred = prob > self.threshold
         self.tp += int((pred & t).sum())
         self.fp += int((pred & ~t).sum())

@@ -9,12 +9,29 @@ import pytest
 import torch
 
 from seglib.metrics import higher_is_better
-from seglib.metrics_binary import BinaryMetrics, ap_from_histograms, average_precision, match_objects, voc_ap
+from seglib.metrics_binary import BinaryMetrics, ap_from_histograms, match_objects, voc_ap
 
 
 def logit(p) -> torch.Tensor:
     p = torch.as_tensor(p, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
     return torch.log(p / (1 - p)).float()
+
+
+def average_precision(scores, labels) -> float:
+    """Reference pixel AP: ``sum_k (R_k - R_{k-1}) P_k`` over distinct score thresholds, highest first
+    (scikit-learn's ``average_precision_score``); NaN without positives."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    n_pos = int(y.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]  # last index of each distinct score
+    tp = np.cumsum(y)[last]
+    precision = tp / (last + 1)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def test_dice_iou_accumulate_over_the_epoch():

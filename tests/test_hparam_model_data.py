@@ -14,7 +14,7 @@ from seglib.data.synthetic.blobs import generate_blobs, render_blobs
 from seglib.models import build_model
 from seglib.models.unet import UNet
 from seglib.tune.studies import STUDIES, get_studies, make_config, spec_hash
-from seglib.tune.trial import BinaryTrial, nested_subset
+from seglib.tune.trial import BinaryDataset, BinaryTrial, execute, nested_subset
 
 
 def test_unet_shapes_widths_and_options():
@@ -119,3 +119,25 @@ def test_steps_per_epoch_cover_the_data(tmp_path, blob_splits):
     for epoch in (1, 2):  # every training image exactly once per epoch
         assert sorted(i for e, i in seen if e == epoch) == list(range(10))
     assert fit.epochs_completed == 2 and "val_dice" in fit.history[-1]
+
+
+def test_object_ap_only_in_the_final_evaluation(tmp_path, blob_splits):
+    t = BinaryTrial(_spec(epochs=1), blob_splits, data="d", workdir=tmp_path / "trials" / "s" / "k-0")
+    assert t.metrics_factory().objects is False  # per-epoch validation: no connected components
+    res = execute(t, study="s", key="k-0", params={})
+    assert res["history"] and not any("object" in k for rec in res["history"] for k in rec)
+    assert 0.0 <= res["final"]["val_object_ap50"] <= 1.0 and "train_object_ap50" not in res["final"]
+    assert t.metrics_factory().objects is False
+
+
+def test_lr_search_decodes_the_training_pool_once(tmp_path, monkeypatch):
+    from seglib.hparam import HParamRun
+
+    root = generate_blobs(tmp_path / "data", n_train=6, n_val=2, size=32)
+    run = HParamRun(str(root), workdir=tmp_path / "w", img_size=32, width_divisor=32, batch_size=4, device="cpu")
+    run.prepare()
+    decoded, get = [], BinaryDataset.__getitem__
+    monkeypatch.setattr(BinaryDataset, "__getitem__", lambda self, k: decoded.append(k) or get(self, k))
+    rows = run.lr_search(["adam"], ["bce", "dice"], range_steps=3, procedures=("range_test",))
+    assert [r["loss"] for r in rows] == ["bce", "dice"] and all(r["range_steps"] == 3 for r in rows)
+    assert len(decoded) == 6 and run.summary()["lr_search"]["rows"] == rows

@@ -4,16 +4,16 @@ plots, prediction grids per config, and an ipywidgets explorer. Figures are
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 
 import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..tune.studies import config_label
 from .plots import plot_history, plot_loss_comparison
+from .widgets import WidgetDisplay, png_output
 
 TABLE_COLUMNS = ("study", "config", "lr", "loss_value", "dice", "val_loss", "val_dice", "val_iou", "val_pixel_ap",
                  "val_object_ap50", "best_epoch", "epochs")
@@ -110,7 +110,7 @@ def plot_study_scores(rows: list[dict], title: str = "", metric: str = "val_dice
 
 def plot_study_curves(results: list[dict], metrics=("train_loss", "val_loss", "val_dice")) -> Figure:
     """Training curves of every trial of a study on shared axes (legend = config)."""
-    return plot_loss_comparison({r["key"].rsplit("-", 1)[0]: r["history"] for r in results}, metrics)
+    return plot_loss_comparison({config_label(r["key"]): r["history"] for r in results}, metrics)
 
 
 def plot_lr_search(lr_results: dict, loss: str, optimizers) -> Figure:
@@ -202,14 +202,7 @@ def _mask_rgb(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
     return out
 
 
-def _png(fig: Figure) -> dict:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": "<Figure>"}}
-
-
-class StudyExplorer:
+class StudyExplorer(WidgetDisplay):
     """Pick a study and a config; see its training curves, scores and validation predictions.
 
     Works headless like the other seglib viewers: each change renders into ``output.outputs`` and bumps
@@ -242,7 +235,7 @@ class StudyExplorer:
 
     def _fill(self) -> None:
         res = self.by_study[self.study.value]
-        self.config.options = [(r["key"].rsplit("-", 1)[0], i) for i, r in enumerate(res)]
+        self.config.options = [(config_label(r["key"]), i) for i, r in enumerate(res)]
         self.config.value = 0
         self._refresh()
 
@@ -255,19 +248,10 @@ class StudyExplorer:
                             f"{f['val_iou']:.4f}, val loss {f['val_loss']:.4f}, train Dice {f['train_dice']:.4f}; "
                             f"best epoch {r['best_epoch']} of {r['epochs_completed']} ({r['state']})")
         preds = self.run.predictions(r, self.n)
-        self.output.outputs = (_png(plot_history(r["history"], ["loss", "dice", "lr"])),
-                               _png(plot_config_predictions({"prediction": preds}, self.n)))
+        self.output.outputs = (png_output(plot_history(r["history"], ["loss", "dice", "lr"]), dpi=80),
+                               png_output(plot_config_predictions({"prediction": preds}, self.n), dpi=80))
         self.current = r
         self.render_count += 1
-
-    def show(self) -> None:
-        """Display the widget in a notebook."""
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 def plot_samples(images, masks, names=None, max_images: int = 6) -> Figure:

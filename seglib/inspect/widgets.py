@@ -41,7 +41,36 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
 
 
-class _Viewer:
+def png_output(fig: Figure, title: str = "", dpi: int = 90) -> dict:
+    """``fig`` as one ``display_data`` output for an ``Output`` widget's ``outputs`` (works without a kernel).
+
+    Returns:
+        ``{"output_type": "display_data", "metadata": {}, "data": {"image/png": base64 str,
+        "text/plain": "<Figure: title>"}}`` (``"<Figure>"`` without a title).
+    """
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                     "text/plain": f"<Figure: {title}>" if title else "<Figure>"}}
+
+
+class WidgetDisplay:
+    """Notebook display of an object whose ipywidgets container is ``self.widget``."""
+
+    widget: W.Widget
+
+    def show(self) -> None:
+        """Display the widget in a notebook (IPython ``display``)."""
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class _Viewer(WidgetDisplay):
     """Shared controls: sample slider, opacity, worst-first ordering, label and output."""
 
     def __init__(self, n: int, names, scores: np.ndarray, alpha: float, toggles: list) -> None:
@@ -106,25 +135,11 @@ class _Viewer:
         pos = self.slider.value
         idx = self._index(pos)
         fig = self._render(idx)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        title = fig.get_suptitle() or self.names[idx]
-        self.output.outputs = ({"output_type": "display_data", "metadata": {},
-                                "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
-                                         "text/plain": f"<Figure: {title}>"}},)
+        self.output.outputs = (png_output(fig, fig.get_suptitle() or self.names[idx]),)
         self.label.value = (f"<b>{html.escape(self.names[idx])}</b> &nbsp; #{idx} "
                             f"({pos + 1}/{self.n}) &nbsp; {self._describe(idx)}")
         self.current_figure = fig
         self.render_count += 1
-
-    def show(self) -> None:
-        """Display the widget in a notebook (IPython ``display``)."""
-        from IPython.display import display
-
-        display(self.widget)
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 class SegmentationViewer(_Viewer):

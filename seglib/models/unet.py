@@ -123,8 +123,7 @@ def unet(classes: int = 1, in_channels: int = 3, width_divisor: int = 4, batchno
 def _register() -> None:
     from . import MODELS
 
-    if "unet" not in MODELS:
-        MODELS.register("unet", unet)
+    MODELS.register("unet", unet)
 
 
 _register()

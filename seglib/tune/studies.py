@@ -55,12 +55,10 @@ class Study:
 
     Attributes:
         name: identifier used in ``STUDIES`` and folder names.
-        title: one line for tables and plots.
         space: ``{factor: values}``; factors are spec keys; ``optimizer`` also sets ``lr``.
     """
 
     name: str
-    title: str
     space: dict[str, tuple] = field(default_factory=dict)
 
     def grid(self) -> list[dict]:
@@ -87,16 +85,16 @@ class Study:
 
 
 STUDIES: dict[str, Study] = {s.name: s for s in [
-    Study("optimizer_scheduler", "optimizer x LR scheduler (LR per optimizer from the LR search)",
-          {"optimizer": OPTIMIZER_NAMES, "scheduler": SCHEDULER_NAMES}),
-    Study("train_fraction", "fraction of the training pool (fixed held-out validation set)",
-          {"train_fraction": (0.2, 0.4, 0.6, 0.8, 1.0)}),
-    Study("weight_decay", "weight decay (L2 added to the gradient, torch convention)",
-          {"weight_decay": (0.1, 0.01, 0.001)}),
-    Study("dropout", "dropout after every U-Net block", {"dropout": (0.0, 0.2, 0.5)}),
-    Study("loss", "loss function", {"loss": LOSS_NAMES}),
-    Study("augmentation", "augmentation of the training data only (rotation +-20 deg, h/v flips p 0.5)",
-          {"augment": ("none", "rotate_flips")}),
+    # optimizer x LR scheduler (LR per optimizer from the LR search)
+    Study("optimizer_scheduler", {"optimizer": OPTIMIZER_NAMES, "scheduler": SCHEDULER_NAMES}),
+    # fraction of the training pool (fixed held-out validation set)
+    Study("train_fraction", {"train_fraction": (0.2, 0.4, 0.6, 0.8, 1.0)}),
+    # weight decay (L2 added to the gradient, torch convention)
+    Study("weight_decay", {"weight_decay": (0.1, 0.01, 0.001)}),
+    Study("dropout", {"dropout": (0.0, 0.2, 0.5)}),  # after every U-Net block
+    Study("loss", {"loss": LOSS_NAMES}),
+    # augmentation of the training data only (rotation +-20 deg, h/v flips p 0.5)
+    Study("augmentation", {"augment": ("none", "rotate_flips")}),
 ]}
 """All studies, in the order the notebook runs them."""
 
@@ -169,3 +167,9 @@ def spec_hash(spec: dict, n: int = 8) -> str:
 def spec_key(study: Study, params: dict, spec: dict) -> str:
     """Folder name of a trial: readable grid-point label plus the spec hash, e.g. ``adam-plateau-1a2b3c4d``."""
     return f"{study.label(params)}-{spec_hash(spec)}"
+
+
+def config_label(key: str) -> str:
+    """The readable config name of a trial key (:func:`spec_key` without the hash): ``"adam-plateau"`` for
+    ``"adam-plateau-1a2b3c4d"``. Used for table rows, plot legends and explorer choices."""
+    return key.rsplit("-", 1)[0]

@@ -301,18 +301,14 @@ class StudyWorker:
             self.log(f"  [{tp.study}] could not record trial {trial.number} in the storage: {err}")
 
     # -------------------------------------------------------------------------------- all studies
-    def run(self, max_wait: float | None = None) -> dict[str, str]:
+    def run(self) -> dict[str, str]:
         """Work until every study is finished (or, with ``wait=False``, nothing is claimable).
 
-        Returns ``{study name: "done" | "busy"}``. ``max_wait``: give up waiting on other workers after
-        this many seconds.
+        Returns ``{study name: "done" | "busy"}``.
         """
         studies = {p.name: self.study(p) for p in self.plans}
-        t0 = time.monotonic()
         while True:
             state = {p.name: self._claim_and_run(studies[p.name], p) for p in self.plans}
             if all(s == "done" for s in state.values()) or not self.wait:
-                return state
-            if max_wait is not None and time.monotonic() - t0 > max_wait:
                 return state
             time.sleep(self.poll)

@@ -7,10 +7,12 @@ trains it (resuming from ``checkpoints/last.pt`` after any interruption), evalua
 checkpoint on the un-augmented training subset and on validation, logs the hyperparameters to
 TensorBoard's HParams view and writes ``result.json`` atomically. A finished trial is never retrained,
 and a spec already finished in another study (same hash) is reused instead of trained again.
+:func:`check_binary_masks` and :func:`data_id` check and identify the study's data once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -22,10 +24,10 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data.datasets import SegmentationDataset
+from ..data.io import DataError, check_pair_size, image_size, read_mask
 from ..data.transforms import denormalize
 from ..experiment import Experiment
-from ..losses import build_loss
-from ..losses_binary import BINARY_LOSSES  # noqa: F401  (registers the binary losses)
+from ..losses import build_loss  # seglib.losses registers the binary losses
 from ..metrics_binary import BinaryMetrics
 from ..train.checkpoint import atomic_write_json, mirror
 from .studies import make_config, spec_hash
@@ -64,6 +66,48 @@ class BinaryDataset(Dataset):
         return item
 
 
+def check_binary_masks(samples) -> None:
+    """Read every sample's mask once: values within {0, 1} or {0, 255}, size equal to its image's (header only).
+
+    Args:
+        samples: :class:`~seglib.data.layouts.Sample` objects with ``image`` and ``mask`` paths.
+
+    Raises:
+        DataError: an unreadable file, a mask of other values or of another size; the message names the
+            file and the fix.
+    """
+    for s in samples:
+        raw = read_mask(s.mask, 1 << 32)  # grey values as stored (no class-id limit, nothing mapped to {0, 1})
+        values = np.unique(raw).tolist()
+        if not (set(values) <= {0, 1} or set(values) <= {0, 255}):
+            raise DataError(f"mask {s.mask} has values {values[:10]}{' ...' if len(values) > 10 else ''}; "
+                            "a binary mask holds only {0, 1} or {0, 255} (foreground 1 or 255). Threshold it "
+                            "(e.g. 255 * (mask > 127)) and save it as PNG, or remove it from the dataset")
+        w, h = image_size(s.image)
+        if raw.shape != (h, w):
+            check_pair_size(s.image, s.mask)
+
+
+def data_id(root, splits: dict) -> str:
+    """8-hex-digit id of a study's data, the same wherever the folder lives (another machine, a moved copy).
+
+    Hashes the split names and, per sample, its name and the image and mask paths relative to ``root``
+    with their sizes in bytes (``os.stat``; nothing is read). Changes when a file is renamed, added,
+    removed or changes size.
+
+    Args:
+        root: the data folder; splits: ``{split name: [Sample, ...]}``.
+
+    Raises:
+        FileNotFoundError: a listed file is missing.
+    """
+    def entry(path):
+        return None if path is None else [os.path.relpath(path, root).replace(os.sep, "/"), os.stat(path).st_size]
+
+    ident = {k: [[s.name, entry(s.image), entry(s.mask)] for s in v] for k, v in splits.items()}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def nested_subset(samples: list, fraction: float, seed: int) -> list:
     """The first ``max(1, round(fraction * n))`` samples of the seeded permutation of ``samples``, in
     their original order; smaller fractions are subsets of larger ones.
@@ -85,18 +129,21 @@ class BinaryTrial(Experiment):
     Args:
         spec: a full spec (see :mod:`seglib.tune.studies`); ``spec["invert"]`` inverts the masks.
         splits: ``{"train": pool, "val": held-out}`` samples of the study.
-        data / root / layout: recorded in summaries.
+        data: the study's ``DATA`` value (recorded as in every :class:`Experiment`).
         workdir / local: the trial's folders.
         device: ``"cpu"``/``"cuda"``; default CUDA when available.
+
+    Validation during training computes Dice, IoU and pixel AP only (the monitored ``val_dice`` needs no
+    more); object AP@0.5 (connected components on the CPU) is computed by :meth:`evaluate`.
     """
 
-    def __init__(self, spec: dict, splits: dict, *, data: str, root=None, layout: str = "pairs", workdir, local=None,
-                 device: str | None = None):
+    def __init__(self, spec: dict, splits: dict, *, data: str, workdir, local=None, device: str | None = None):
         cfg = make_config(spec, experiment=Path(workdir).name)
-        if cfg.num_workers is None:
+        if cfg.num_workers is None:  # not the trainer's default (up to 2 CPU / 8 CUDA workers): small images
             cfg.num_workers = 0 if not torch.cuda.is_available() or device == "cpu" else 2
         super().__init__(cfg, data, workdir=workdir, local=local, notebook="hyperparameter_study", device=device)
-        self.spec, self.invert, self.root, self.layout = spec, bool(spec.get("invert", False)), root, layout
+        self.spec, self.invert = spec, bool(spec.get("invert", False))
+        self.objects = False
         self.splits = {"train": nested_subset(splits["train"], spec["train_fraction"], spec["seed"]),
                        "val": list(splits["val"])}
 
@@ -111,8 +158,9 @@ class BinaryTrial(Experiment):
         return build_loss(self.cfg.loss, 2, None, **self.cfg.loss_kwargs)
 
     def metrics_factory(self) -> BinaryMetrics:
-        """Fresh :class:`BinaryMetrics` for one validation pass."""
-        return BinaryMetrics()
+        """Fresh :class:`BinaryMetrics` for one validation pass; object AP only while :meth:`evaluate` asks
+        for it (``self.objects``), not in the per-epoch validation."""
+        return BinaryMetrics(objects=self.objects)
 
     def model_kwargs(self) -> dict:
         """U-Net arguments: one output logit plus the spec's width, BatchNorm and dropout."""
@@ -126,9 +174,22 @@ class BinaryTrial(Experiment):
                                [(o[0] > 0).numpy().astype(np.uint8) for o in outputs], BINARY_COLORS)
 
     @torch.no_grad()
-    def evaluate(self, split: str = "val", which: str = "best") -> dict:
-        """Loss and :class:`BinaryMetrics` scores of checkpoint ``which`` on un-augmented ``split``."""
-        return self.score(self.load_model(which), self.dataset(split, "none"))
+    def evaluate(self, split: str = "val", which: str = "best", objects: bool = True) -> dict:
+        """Loss and :class:`BinaryMetrics` scores of checkpoint ``which`` on un-augmented ``split``.
+
+        Returns:
+            ``{"loss", "dice", "iou", "precision", "recall", "pixel_ap"}`` floats, plus ``"object_ap50"``,
+            ``"objects_true"``, ``"objects_pred"`` when ``objects``.
+
+        Raises:
+            FileNotFoundError: no checkpoint yet.
+        """
+        model, data = self.load_model(which), self.dataset(split, "none")
+        self.objects = bool(objects)
+        try:
+            return self.score(model, data)
+        finally:
+            self.objects = False
 
     @torch.no_grad()
     def predict(self, split: str = "val", n: int = 4, which: str = "best") -> dict:
@@ -222,14 +283,13 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
     trainer = trial.trainer(callbacks=callbacks, progress=progress)
     state = "complete"
     try:
-        fit = trainer.fit()
-        trial.fit_result = fit
+        trainer.fit()
     except StopTrial as stop:
         if stop.state != "pruned":
             raise
         state = "pruned"
     history = list(trainer.history)
-    final = {f"train_{k}": v for k, v in trial.evaluate("train").items() if k in ("loss", "dice", "iou")}
+    final = {f"train_{k}": v for k, v in trial.evaluate("train", objects=False).items() if k in ("loss", "dice", "iou")}
     final.update({f"val_{k}": v for k, v in trial.evaluate("val").items()})
     result = {
         "format": RESULT_FORMAT, "study": study, "key": key, "hash": h, "params": params, "spec": trial.spec,
