@@ -33,6 +33,19 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def show_tensorboard(logdir) -> None:
+    """Show TensorBoard for ``logdir`` inline on Colab (``%load_ext tensorboard`` + ``%tensorboard``);
+    elsewhere print the command that serves it."""
+    if in_colab():
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        ip.run_line_magic("load_ext", "tensorboard")
+        ip.run_line_magic("tensorboard", f"--logdir {logdir}")
+    else:
+        print(f"tensorboard --logdir {logdir}")
+
+
 def mount_drive(mount_point: Path = DRIVE_MOUNT) -> Path | None:
     """Mount Google Drive on Colab (asks for permission once); elsewhere do nothing.
 

@@ -76,3 +76,23 @@ def test_workspace_defaults_and_colab_detection(tmp_path, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda")
+
+
+def test_show_tensorboard_inline_on_colab_and_a_command_elsewhere(monkeypatch, capsys):
+    import IPython
+
+    from seglib.runtime import show_tensorboard
+
+    show_tensorboard("runs/x/tensorboard")
+    assert capsys.readouterr().out.strip() == "tensorboard --logdir runs/x/tensorboard"
+
+    calls = []
+
+    class FakeShell:
+        def run_line_magic(self, name, line):
+            calls.append((name, line))
+
+    monkeypatch.setenv("SEGLIB_ENV", "colab")
+    monkeypatch.setattr(IPython, "get_ipython", lambda: FakeShell())
+    show_tensorboard("/content/x/tensorboard")
+    assert calls == [("load_ext", "tensorboard"), ("tensorboard", "--logdir /content/x/tensorboard")]
