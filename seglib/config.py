@@ -110,3 +110,10 @@ def smoke_config(cfg: TrainConfig, epochs: int = 2, img_size: int = 64, batch_si
         d["resize_schedule"] = {k: max(32, round(v * img_size / top / 32) * 32) for k, v in d["resize_schedule"].items()}
     d.update(epochs=min(cfg.epochs, epochs), img_size=img_size, batch_size=batch_size, num_workers=0)
     return TrainConfig.from_dict(d)
+
+
+def config_label(key: str) -> str:
+    """The readable config name of a study trial's key ``"<label>-<8 hex spec hash>"`` (made by
+    :func:`seglib.tune.specs.spec_key`): ``"adam-plateau"`` for ``"adam-plateau-1a2b3c4d"``. Table rows, plot
+    legends and explorer choices use it (here, so that both ``tune`` and ``inspect`` may import it)."""
+    return key.rsplit("-", 1)[0]

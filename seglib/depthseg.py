@@ -2,7 +2,8 @@
 
 ``run = DepthSegRun(depth_config(...), DATA)`` then ``run.prepare()``, ``run.train()`` (resumable),
 ``run.evaluate()``, ``run.viewer()``, ``run.export()``, ``run.write_summary()``. With several losses
-:class:`DepthSegStudy` trains one run per loss in ``WORKDIR/<loss>/`` and writes the comparison.
+:class:`DepthLossComparison` (the notebook's ``DepthSegStudy``, an alias) trains one run per loss in
+``WORKDIR/<loss>/`` and writes the comparison.
 """
 
 from __future__ import annotations
@@ -15,28 +16,25 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import TrainConfig
-from .data.depth import DepthSegDataset, check_sizes, depth_png16, load_inputs, load_sample, load_targets
+from .data.checks import check_samples
+from .data.depth import DepthSegDataset, depth_png16, load_inputs, load_sample, load_targets
 from .data.depth_layouts import load_depth_splits
 from .data.io import DataError
-from .data.sources import resolve_data
-from .data.transforms import build_transform, denormalize, size_fn
-from .depth_losses import DEPTH_LOSSES
-from .depth_metrics import DepthSegMetrics
-from .experiment import Experiment, subset_evenly
+from .data.splits import subset_evenly
+from .data.transforms import denormalize, size_fn
+from .experiment import Experiment
 from .export import png_bytes, write_zip
-from .losses import LOSSES, build_loss
-from .models import build_model
+from .losses import DEPTH_LOSSES, LOSSES, build_loss
+from .metrics import DepthSegMetrics, upgrade_keys
+from .predict import predict_logits
 from .runtime import workspace
 from .train.checkpoint import atomic_write_json
 
 DEFAULT_SCHEDULE = {1: 96, 4: 160, 9: 224}
 """Seed 000's progressive resizing: 96 px for epochs 1-3, 160 px for 4-8, 224 px for 9-11."""
-SMOKE_COUNTS = {"train": 12, "val": 4}
-SMOKE_SYNTHETIC = {"n_bg": 3, "n_fg": 3, "per_pair": 2, "size": 96}
-FINAL_KEYS = ("loss", "iou", "iou_soft", "rmse", "abs_rel", "delta1", "img_size")
+FINAL_KEYS = ("loss", "mask_iou", "mask_iou_soft", "rmse", "abs_rel", "delta1", "img_size")
 
 
 def depth_config(experiment: str = "depthseg", inputs: str = "bg+bg_fg", width: int = 16,
@@ -98,40 +96,42 @@ class DepthSegRun(Experiment):
         synthetic_kwargs: arguments of :func:`seglib.data.synthetic.depth_scenes.generate_depth_scenes`.
     """
 
+    SYNTHETIC = "depth_scenes"
+    SMOKE_SYNTHETIC = {"n_bg": 3, "n_fg": 3, "per_pair": 2, "size": 96}
+    SMOKE_COUNTS = {"train": 12, "val": 4}
+
     def __init__(self, cfg: TrainConfig, data: str = "synthetic", *, workdir=None, local=None, layout: str = "auto",
                  near: str = "auto", val_fraction: float = 0.2, data_sha256: str | None = None, smoke: bool = False,
                  synthetic_kwargs: dict | None = None, notebook: str = "depth_segmentation", device: str | None = None):
-        super().__init__(cfg, data, workdir=workdir, local=local, smoke=smoke, notebook=notebook, device=device)
-        self.layout, self.near, self.val_fraction = layout, near, val_fraction
-        self.sha256, self.synthetic_kwargs = data_sha256, synthetic_kwargs
+        super().__init__(cfg, data, workdir=workdir, local=local, layout=layout, data_sha256=data_sha256,
+                         synthetic_kwargs=synthetic_kwargs, smoke=smoke, notebook=notebook, device=device)
+        self.near, self.val_fraction = near, val_fraction
         self.inputs = cfg.model_kwargs.get("inputs", "bg+bg_fg")
 
     # ------------------------------------------------------------------ data
-    def prepare(self, check: bool = True) -> dict:
-        """Fetch the data, read its layout, check it and print the counts.
+    def read_layout(self, root: Path) -> tuple[str, dict]:
+        """``(layout, splits)`` of a depth layout (:func:`seglib.data.depth_layouts.load_depth_splits`).
 
         Raises:
-            DataError: missing partner files, unreadable files, size mismatches, an empty split, or
-                ``INPUTS="bg+bg_fg"`` on data without backgrounds; each message names the file and the fix.
+            DataError: layout problems, or ``INPUTS="bg+bg_fg"`` on data without backgrounds.
         """
-        kwargs = self.synthetic_kwargs if self.synthetic_kwargs is not None else (SMOKE_SYNTHETIC if self.smoke else None)
-        self.root = resolve_data(self.data, synthetic="depth_scenes", synthetic_kwargs=kwargs, sha256=self.sha256)
-        self.layout, splits = load_depth_splits(self.root, self.layout, seed=self.cfg.seed,
-                                                val_fraction=self.val_fraction, near=self.near)
+        layout, splits = load_depth_splits(root, self.layout, seed=self.cfg.seed, val_fraction=self.val_fraction,
+                                           near=self.near)
         if self.inputs == "bg+bg_fg" and any(s.bg is None for s in splits["train"]):
-            raise DataError(f"INPUTS='bg+bg_fg' needs a background per sample but {self.root} ({self.layout} layout) has "
+            raise DataError(f"INPUTS='bg+bg_fg' needs a background per sample but {root} ({layout} layout) has "
                             "none; set INPUTS='rgb' for RGB-D data")
-        if self.smoke:
-            splits = {k: subset_evenly(v, SMOKE_COUNTS.get(k, 0)) for k, v in splits.items()}
-        self.splits = splits
-        print(f"data: {self.root} ({self.layout} layout, INPUTS={self.inputs}) -- "
-              + ", ".join(f"{k}: {len(v)} samples" for k, v in splits.items() if v))
-        if check:
-            for split in ("train", "val"):
-                for s in splits[split]:
-                    check_sizes(s)
-            self.check_depth_direction()
-        return splits
+        return layout, splits
+
+    def check(self) -> None:
+        """Header-only size check of every train/val image, mask and depth map
+        (:func:`seglib.data.checks.check_samples`), then :meth:`check_depth_direction`."""
+        check_samples(self.splits["train"] + self.splits["val"])
+        self.check_depth_direction()
+
+    def describe(self) -> str:
+        """The line :meth:`prepare` prints: folder, layout, inputs and samples per non-empty split."""
+        return (f"data: {self.root} ({self.layout} layout, INPUTS={self.inputs}) -- "
+                + ", ".join(f"{k}: {len(v)} samples" for k, v in self.splits.items() if v))
 
     def check_depth_direction(self, n: int = 24) -> tuple[int, int]:
         """Compare the mean depth inside each mask with a 15 px ring around it on up to ``n`` train samples;
@@ -170,27 +170,17 @@ class DepthSegRun(Experiment):
         return np.concatenate(rows, 0)
 
     def dataset(self, split: str, augment: str | None = None) -> DepthSegDataset:
-        """``split``'s dataset with the resize schedule (augmentation on train only)."""
-        if not self.splits:
-            raise RuntimeError("call prepare() first")
-        aug = augment if augment is not None else (self.cfg.augment if split == "train" else "none")
+        """``split``'s dataset with the resize schedule and :meth:`augmentation`."""
         return DepthSegDataset(self.splits[split], size_fn(self.cfg.img_size, self.cfg.resize_schedule),
-                               self.inputs, aug, self.cfg.seed)
-
-    def n_parameters(self) -> int:
-        """Number of parameters of the configured model, counted on PyTorch's ``meta`` device (no weights
-        are allocated or initialised; the same count as ``run.build_model()``)."""
-        with torch.device("meta"):
-            model = build_model(self.cfg.model, **self.model_kwargs())
-        return sum(p.numel() for p in model.parameters())
+                               self.inputs, self.augmentation(split, augment), self.cfg.seed)
 
     # ------------------------------------------------------------------ task hooks
     def loss(self):
-        """The configured loss (``rmse_bce_dice``, ``ssim_dice``, ``rmse_bce``; :mod:`seglib.depth_losses`)."""
+        """The configured loss (``rmse_bce_dice``, ``ssim_dice``, ``rmse_bce``; :mod:`seglib.losses.depth`)."""
         return build_loss(self.cfg.loss, 1, None, **self.cfg.loss_kwargs)
 
     def metrics_factory(self) -> DepthSegMetrics:
-        """A fresh :class:`~seglib.depth_metrics.DepthSegMetrics` (iou, iou_soft, rmse, abs_rel, delta1)."""
+        """A fresh :class:`~seglib.metrics.DepthSegMetrics` (mask_iou, mask_iou_soft, rmse, abs_rel, delta1)."""
         return DepthSegMetrics()
 
     def render_grid(self, inputs, outputs, targets) -> np.ndarray:
@@ -203,7 +193,7 @@ class DepthSegRun(Experiment):
     # ------------------------------------------------------------------ evaluation and inspection
     @torch.no_grad()
     def evaluate(self, which: str = "best", split: str = "val") -> dict:
-        """Loss, ``iou`` (threshold 0.5), ``iou_soft`` (seed 000's), ``rmse``, ``abs_rel``, ``delta1`` of
+        """Loss, ``mask_iou`` (threshold 0.5), ``mask_iou_soft`` (seed 000's), ``rmse``, ``abs_rel``, ``delta1`` of
         checkpoint ``which`` on ``split`` at :meth:`eval_size`; stored as ``final_metrics``."""
         size = self.eval_size()
         ds = DepthSegDataset(self.splits[split], size, self.inputs, "none", self.cfg.seed)
@@ -225,23 +215,13 @@ class DepthSegRun(Experiment):
         Raises:
             FileNotFoundError: no checkpoint yet; DataError: unreadable files.
         """
-        model, size = self.load_model(which), self.eval_size()
         two = self.inputs == "bg+bg_fg"
-        transform = build_transform(size, "none", additional_targets={"bg": "image"} if two else None)
-        samples = self.splits[split][:max_samples]
-        for start in range(0, len(samples), self.cfg.batch_size):
-            chunk = samples[start:start + self.cfg.batch_size]
-            datas = [(load_sample if targets else load_inputs)(s, self.inputs) for s in chunk]
-            outs = [transform(image=d["image"], **({"bg": d["bg"]} if two else {})) for d in datas]
-            x = torch.stack([o["image"] for o in outs]).to(self.device)
-            if two:
-                x = {"bg": torch.stack([o["bg"] for o in outs]).to(self.device), "bg_fg": x}
-            depth_logits, mask_logits = model(x)
-            for k, (s, d) in enumerate(zip(chunk, datas)):
-                hw = d["image"].shape[:2]
-                pd, pm = (torch.sigmoid(F.interpolate(o[k:k + 1].float(), size=hw, mode="bilinear",
-                                                      align_corners=False))[0, 0].cpu().numpy() for o in (depth_logits, mask_logits))
-                yield s, d, pd, pm
+        outputs = predict_logits(self.load_model(which), self.splits[split][:max_samples], self.eval_size(), self.device,
+                                 self.cfg.batch_size, load=lambda s: (load_sample if targets else load_inputs)(s, self.inputs),
+                                 input_keys=("image", "bg") if two else ("image",),
+                                 model_input=(lambda x: {"bg": x["bg"], "bg_fg": x["image"]}) if two else None)
+        for s, d, (depth_logits, mask_logits) in outputs:
+            yield s, d, torch.sigmoid(depth_logits[0]).numpy(), torch.sigmoid(mask_logits[0]).numpy()
 
     def predictions(self, split: str = "val", which: str = "best", max_samples: int = 200) -> dict:
         """Lists ``names, images, true_masks, pred_masks (p > 0.5), true_depths, pred_depths, valid`` for the viewer."""
@@ -280,26 +260,29 @@ class DepthSegRun(Experiment):
         return self.predictions_zip
 
     def summary(self) -> dict:
-        """The common ``summary.json`` with ``final_metrics`` = loss, iou, iou_soft, rmse, abs_rel, delta1, img_size."""
+        """The common ``summary.json`` with ``final_metrics`` = loss, mask_iou, mask_iou_soft, rmse, abs_rel, delta1, img_size."""
         out = super().summary()
         out["final_metrics"] = {k: v for k, v in self.final_metrics.items() if k in FINAL_KEYS}
         out["data"]["inputs"] = self.inputs
         return out
 
 
-def history_table(history: list[dict], keys=("img_size", "seconds", "lr", "train_loss", "val_loss", "val_iou",
-                                             "val_iou_soft", "val_rmse")) -> str:
-    """Plain-text table of a run's history, one line per epoch (the original printed such lines)."""
+def history_table(history: list[dict], keys=("img_size", "seconds", "lr", "train_loss", "val_loss", "val_mask_iou",
+                                             "val_mask_iou_soft", "val_rmse")) -> str:
+    """Plain-text table of a run's history, one line per epoch (the original printed such lines); keys written
+    before issue 9 (``val_iou``, ...) are read under their new names (:func:`seglib.metrics.upgrade_keys`)."""
     lines = ["epoch " + " ".join(f"{k:>12s}" for k in keys)]
-    for rec in history:
+    for rec in upgrade_keys(history, DepthSegMetrics.task):
         cells = [f"{rec.get(k, float('nan')):12.4g}" if isinstance(rec.get(k), (int, float)) else f"{'':>12s}"
                  for k in keys]
         lines.append(f"{rec['epoch']:5d} " + " ".join(cells))
     return "\n".join(lines)
 
 
-class DepthSegStudy:
-    """``LOSS`` as one name (one run in WORKDIR) or a list (one resumable run per loss in ``WORKDIR/<loss>/``).
+class DepthLossComparison:
+    """``LOSS`` as one name (one run in WORKDIR) or a list (one resumable run per loss in ``WORKDIR/<loss>/``):
+    several :class:`DepthSegRun` experiments composed, one per loss (the notebook imports it as
+    :data:`DepthSegStudy`).
 
     ``summary.json`` in WORKDIR holds the first loss's run (``final_metrics``) plus ``comparison``
     (every loss's final metrics) and ``runs`` (their folders). ``cfg.loss_kwargs`` applies to every loss,
@@ -377,7 +360,7 @@ class DepthSegStudy:
         """``{loss: per-epoch history}`` of the runs trained in this session (empty lists otherwise)."""
         return {name: (r.fit_result.history if r.fit_result else []) for name, r in self.runs.items()}
 
-    def plot_comparison(self, metrics=("train_loss", "val_loss", "val_iou", "val_rmse")):
+    def plot_comparison(self, metrics=("train_loss", "val_loss", "val_mask_iou", "val_rmse")):
         """Every loss's curves on shared axes (:func:`seglib.inspect.plot_loss_comparison`)."""
         from .inspect import plot_loss_comparison
 
@@ -399,3 +382,7 @@ class DepthSegStudy:
         for r in self.runs.values():
             r.write_summary()
         return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2, strict=True)
+
+
+DepthSegStudy = DepthLossComparison
+"""The name ``notebooks/depth_segmentation.ipynb`` imports (kept): :class:`DepthLossComparison`."""

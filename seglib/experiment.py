@@ -1,8 +1,10 @@
-"""What every seglib notebook run shares: work folders, model building and loading, the trainer, and
-``summary.json`` in one common form.
+"""What every seglib notebook run shares: the data template :meth:`Experiment.prepare`, work folders, model
+building and loading, the trainer, and ``summary.json`` in one common form.
 
-A task subclasses :class:`Experiment` and provides ``prepare()`` (fill ``self.splits``),
-``dataset(split)``, ``loss()``, ``metrics_factory()``, ``render_grid(...)`` and ``final_metrics``.
+A task subclasses :class:`Experiment`, sets the class attributes ``SYNTHETIC``, ``SMOKE_SYNTHETIC`` and
+``SMOKE_COUNTS``, and provides the hooks ``read_layout(root)``, ``check()`` (and optionally ``describe()``)
+for :meth:`~Experiment.prepare`, plus ``dataset(split)``, ``loss()``, ``metrics_factory()``,
+``render_grid(...)`` and ``final_metrics`` for training and evaluation.
 """
 
 from __future__ import annotations
@@ -10,62 +12,120 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .config import TrainConfig
+from .data.sources import resolve_data
+from .data.splits import split_counts, subset_evenly
 from .data.transforms import size_for_epoch
 from .models import build_model
 from .runtime import pick_device, seed_everything, workspace
+from .tensors import to_device
+from .train.callbacks import LossMean
 from .train.checkpoint import atomic_write_json, load_checkpoint
-from .train.trainer import FitResult, Trainer, to_device
-
-
-def subset_evenly(samples: list, n: int) -> list:
-    """``n`` items spread evenly over ``samples`` (deterministic; all of them when there are fewer)."""
-    if len(samples) <= n:
-        return list(samples)
-    idx = np.linspace(0, len(samples) - 1, n).round().astype(int)
-    return [samples[i] for i in idx]
+from .train.trainer import FitResult, Trainer
 
 
 class Experiment:
     """Base of the notebook runs.
 
+    Class attributes (per task):
+        SYNTHETIC: generator used for ``DATA="synthetic"`` (:data:`seglib.data.synthetic.SYNTHETIC`).
+        SMOKE_SYNTHETIC: generator arguments of a smoke run (None: the generator's defaults).
+        SMOKE_COUNTS: ``{split: samples kept}`` in a smoke run (splits not named keep none).
+
     Args:
         cfg: the training configuration (``cfg.experiment`` names the work folder).
-        data: the ``DATA`` value as the user gave it (recorded in the summary).
+        data: the ``DATA`` value as the user gave it (see :func:`seglib.data.sources.resolve_data`).
         workdir / local: results folder and fast local folder (see :func:`seglib.runtime.workspace`).
+        layout: layout name or ``"auto"`` (the task's :meth:`read_layout` resolves it).
+        data_sha256: expected SHA-256 of a zip/download; synthetic_kwargs: arguments of the generator.
         smoke: small, seconds-long run.
         notebook: name recorded in ``summary.json``.
         device: ``"cpu"``/``"cuda"``; default CUDA when available.
     """
 
-    def __init__(self, cfg: TrainConfig, data: str, *, workdir=None, local=None, smoke: bool = False,
+    SYNTHETIC: str | None = None
+    SMOKE_SYNTHETIC: dict | None = None
+    SMOKE_COUNTS: dict[str, int] = {}
+
+    def __init__(self, cfg: TrainConfig, data: str, *, workdir=None, local=None, layout: str = "auto",
+                 data_sha256: str | None = None, synthetic_kwargs: dict | None = None, smoke: bool = False,
                  notebook: str = "", device: str | None = None):
         self.t0 = time.monotonic()
         self.cfg, self.data, self.smoke, self.notebook = cfg, str(data), smoke, notebook
+        self.sha256, self.synthetic_kwargs = data_sha256, synthetic_kwargs
         self.ws = workspace(cfg.experiment, workdir, local)
         self.device = pick_device(device)
         self.splits: dict = {}
         self.root: Path | None = None
-        self.layout: str = "auto"
+        self.layout: str = layout
         self.fit_result: FitResult | None = None
         self.final_metrics: dict = {}
         self.predictions_zip: Path | None = None
         self.engine = "seglib"
 
+    # ------------------------------------------------------------------ data: the one template
+    def prepare(self, check: bool = True) -> dict:
+        """Fetch the data (:func:`~seglib.data.sources.resolve_data`), read its layout (:meth:`read_layout`),
+        keep :attr:`SMOKE_COUNTS` samples per split in a smoke run (:func:`~seglib.data.splits.subset_evenly`),
+        check them (:meth:`check`) and print the counts (:meth:`describe`).
+
+        Returns:
+            ``{split: [sample, ...]}`` (also in ``self.splits``; ``self.root`` and ``self.layout`` are set).
+
+        Raises:
+            DataError: any data problem (missing/unreadable files, unmatched pairs, size mismatch, bad mask
+                values, too few samples to split); the message names the file and the fix.
+            KeyError: an unknown layout or synthetic generator (the message lists the valid ones).
+        """
+        kwargs = self.synthetic_kwargs if self.synthetic_kwargs is not None else (
+            self.SMOKE_SYNTHETIC if self.smoke else None)
+        self.root = resolve_data(self.data, synthetic=self.SYNTHETIC, synthetic_kwargs=kwargs, sha256=self.sha256)
+        self.layout, splits = self.read_layout(self.root)
+        if self.smoke:
+            splits = {k: subset_evenly(v, self.SMOKE_COUNTS.get(k, 0)) for k, v in splits.items()}
+        self.splits = splits
+        if check:
+            self.check()
+        print(self.describe())
+        return splits
+
+    def describe(self) -> str:
+        """The line :meth:`prepare` prints: folder, layout and samples per split."""
+        return f"data: {self.root} ({self.layout} layout) -- {split_counts(self.splits)}"
+
     # ------------------------------------------------------------------ hooks for tasks
-    def dataset(self, split: str):
+    def read_layout(self, root: Path) -> tuple[str, dict]:
+        """``(layout name, {split: samples})`` of the data folder ``root`` (task hook of :meth:`prepare`)."""
         raise NotImplementedError
 
+    def check(self) -> None:
+        """Check the prepared samples once before training (task hook of :meth:`prepare`); raises DataError."""
+        raise NotImplementedError
+
+    def dataset(self, split: str, augment: str | None = None):
+        """The ``(epoch, index)``-keyed dataset of ``split`` (a :class:`seglib.data.datasets.EpochDataset`)
+        with :meth:`augmentation`."""
+        raise NotImplementedError
+
+    def augmentation(self, split: str, augment: str | None = None) -> str:
+        """``augment`` when given, else the configured augmentation for ``"train"`` and ``"none"`` for the
+        other splits. Raises RuntimeError before :meth:`prepare`."""
+        if not self.splits:
+            raise RuntimeError("call prepare() first")
+        return augment if augment is not None else (self.cfg.augment if split == "train" else "none")
+
     def loss(self):
+        """The training loss ``(outputs, targets) -> scalar tensor``."""
         raise NotImplementedError
 
     def metrics_factory(self):
+        """A fresh metrics accumulator (``update(outputs, targets)``, ``compute() -> dict``)."""
         raise NotImplementedError
 
     def render_grid(self, inputs, outputs, targets):
+        """``uint8 H x W x 3`` TensorBoard grid of a validation batch, or None (default: none)."""
         return None
 
     def model_kwargs(self) -> dict:
@@ -73,6 +133,15 @@ class Experiment:
         return {"classes": self.cfg.n_classes, **self.cfg.model_kwargs}
 
     # ------------------------------------------------------------------ model and training
+    def n_parameters(self) -> int:
+        """Number of parameters of the configured model, counted on PyTorch's ``meta`` device (no weights are
+        allocated, initialised or fetched; the same count as :meth:`build_model`'s)."""
+        kwargs = {**({"encoder_weights": None} if self.cfg.model in ("unet_mobilenet_v2", "smp") else {}),
+                  **self.model_kwargs()}
+        with torch.device("meta"):
+            model = build_model(self.cfg.model, **kwargs)
+        return sum(p.numel() for p in model.parameters())
+
     def build_model(self, pretrained: bool = True):
         """Seeded model from the registry; ``pretrained=False`` skips fetching encoder weights (a
         checkpoint will replace them)."""
@@ -136,20 +205,19 @@ class Experiment:
     @torch.no_grad()
     def score(self, model, dataset) -> dict:
         """One pass of ``model`` over ``dataset`` in order: ``metrics_factory()`` scores over the whole pass
-        plus ``loss`` (``loss()`` per batch, weighted by batch size: the mean over samples).
+        plus ``loss`` (``loss()`` per batch, weighted by its valid samples as in training: see
+        :class:`~seglib.train.callbacks.LossMean`).
 
         ``dataset`` items are ``{"input", "target", "index"}`` (tensors, or dicts/tuples of tensors).
         """
         loss_fn, metrics = self.loss(), self.metrics_factory()
-        loss_sum, seen = 0.0, 0
+        mean = LossMean(self.device)
         for batch in torch.utils.data.DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=0):
             x, t = to_device(batch["input"], self.device), to_device(batch["target"], self.device)
             out = model(x)
-            n = len(batch["index"])
-            loss_sum += float(loss_fn(out, t)) * n
-            seen += n
+            mean.add(loss_fn(out, t), t, self.cfg.ignore_index)
             metrics.update(out, t)
-        return {**metrics.compute(), "loss": loss_sum / max(seen, 1)}
+        return {**metrics.compute(), "loss": mean.value()}
 
     def eval_size(self) -> int:
         """Side length for final evaluation and prediction: the size the best epoch was validated at."""

@@ -24,7 +24,12 @@ def pred_name(image_stem: str) -> str:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """PNG encoding of a ``uint8 H x W`` (grey) or ``H x W x 3`` (RGB) array."""
+    """PNG encoding of a ``uint8 H x W`` (8-bit grey), ``uint16 H x W`` (16-bit grey: class ids above 255, see
+    :func:`seglib.predict.class_id_dtype`) or ``uint8 H x W x 3`` (RGB) array.
+
+    Raises:
+        TypeError: another dtype or shape (PIL cannot map it to a PNG mode).
+    """
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG")
     return buf.getvalue()

@@ -1,7 +1,8 @@
 """The hyperparameter study of seed 004 as one object: what ``notebooks/hyperparameter_study.ipynb`` calls.
 
 ``run = HParamRun(DATA, workdir=WORKDIR, invert_mask=..., ...)``, then ``run.prepare()`` (data and the
-fixed train-pool / held-out validation split), ``run.lr_search(...)`` (both LR procedures per
+fixed train-pool / held-out validation split, read by the base spec's :class:`~seglib.tune.trial.BinaryTrial`
+that the study composes; every trial is such an experiment in its own folder), ``run.lr_search(...)`` (both LR procedures per
 optimizer, cached in ``WORKDIR/lr_search.json``), ``run.run_studies(STUDIES, storage=STORAGE)``
 (Optuna-backed, resumable, several workers may share it), ``run.table(study)``, ``run.report(study)``
 (table and plots from :mod:`seglib.inspect.study_plots`), ``run.explorer()`` and ``run.write_summary()``.
@@ -16,26 +17,17 @@ from pathlib import Path
 
 import torch
 
-from .data.layouts import load_splits, split_counts
-from .data.sources import resolve_data
-from .experiment import Experiment, subset_evenly
+from .config import config_label
+from .data.datasets import BinaryDataset
+from .data.transforms import denormalize
 from .losses import build_loss
+from .runtime import workspace
 from .train.checkpoint import atomic_write_json
 from .tune.lr_search import SCORE_VERSION, Prober, decade_search, probe_score, suggest_lr
-from .tune.studies import (
-    BASE_SPEC,
-    OPTIMIZER_NAMES,
-    config_label,
-    get_studies,
-    make_config,
-    seed_lr,
-    spec_hash,
-    spec_key,
-)
-from .tune.study import StudyPlan, StudyWorker, TrialPlan, open_storage
-from .tune.trial import BinaryTrial, check_binary_masks, data_id, execute, load_result
+from .tune.specs import BASE_SPEC, OPTIMIZER_NAMES, get_grids, seed_lr, spec_hash, spec_key
+from .tune.trial import BinaryTrial, data_id, execute, load_result
+from .tune.worker import StudyPlan, StudyWorker, TrialPlan, open_storage
 
-SMOKE_COUNTS = {"train": 8, "val": 4}
 LR_FROM = ("decade", "range_test", "seed")
 SMOKE_SETTINGS = {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1, "range_steps": 20,
                   "optimizers": 2, "losses": 1}
@@ -65,8 +57,10 @@ def smoke_settings(smoke: bool, **values) -> dict:
             for k, v in values.items()}
 
 
-class HParamRun(Experiment):
-    """Seed 004's U-Net hyperparameter study on a binary dataset.
+class HParamRun:
+    """Seed 004's U-Net hyperparameter study on a binary dataset. It composes experiments: ``base_trial``
+    (the base spec's :class:`~seglib.tune.trial.BinaryTrial` in ``WORKDIR/lr_search``) prepares the data and
+    serves the LR probes; each trial of a study is a BinaryTrial of its own in ``WORKDIR/trials``.
 
     Args:
         data: ``DATA`` (``"synthetic"`` = seeded cell blobs, a ``pairs`` folder such as ISBI 2012, a zip ...).
@@ -77,7 +71,7 @@ class HParamRun(Experiment):
         img_size, batch_size, trial_epochs, patience: per-trial training (early stopping on val Dice).
         seed: seed of split, initial weights, batch order and augmentation (the same for every trial).
         val_fraction: held-out validation share when the data has no ``splits/`` files.
-        base: overrides of :data:`seglib.tune.studies.BASE_SPEC` (e.g. ``{"loss": "bce"}``).
+        base: overrides of :data:`seglib.tune.specs.BASE_SPEC` (e.g. ``{"loss": "bce"}``).
         smoke: a few images per split (seconds-long CPU runs).
         synthetic_kwargs: arguments of the blobs generator.
         checkpoint_minutes: mid-epoch checkpoint interval.
@@ -100,10 +94,12 @@ class HParamRun(Experiment):
                       "seed": int(seed), "invert": bool(invert_mask), "checkpoint_minutes": float(checkpoint_minutes)}
         self.base = {**BASE_SPEC, **(base or {})}
         lr0 = self.base["lr"] or seed_lr(self.base["optimizer"], self.base["loss"])
-        cfg = make_config({**self.base, "lr": lr0, **self.fixed}, experiment=experiment)
-        super().__init__(cfg, data, workdir=workdir, local=local, smoke=smoke, notebook="hyperparameter_study",
-                         device=device)
-        self.val_fraction, self.synthetic_kwargs = float(val_fraction), synthetic_kwargs
+        self.ws = workspace(experiment, workdir, local)
+        self.base_trial = BinaryTrial({**self.base, "lr": lr0, "train_fraction": 1.0, **self.fixed}, data=data,
+                                      workdir=self.ws.workdir / "lr_search", local=self.ws.local / "lr_search",
+                                      device=device, val_fraction=val_fraction, smoke=smoke,
+                                      synthetic_kwargs=synthetic_kwargs)
+        self.device, self.data = self.base_trial.device, self.base_trial.data
         self.data_id = ""
         self.lr_results: dict = {}
         self.lr_rows: list[dict] = []
@@ -112,40 +108,31 @@ class HParamRun(Experiment):
         self.storage_desc = ""
 
     # ------------------------------------------------------------------ data
+    @property
+    def splits(self) -> dict:
+        """``{"train": pool, "val": held-out}`` samples (empty before :meth:`prepare`)."""
+        return self.base_trial.splits
+
     def prepare(self) -> dict:
-        """Resolve ``DATA``, read the splits (train pool and fixed held-out val), check the masks
-        (:func:`~seglib.tune.trial.check_binary_masks`) and set ``data_id`` (:func:`~seglib.tune.trial.data_id`,
-        part of every spec hash).
+        """Read the data once for the whole study (:meth:`seglib.experiment.Experiment.prepare` of
+        ``base_trial``: fetch, layout, smoke subset, binary-mask check, counts) and set ``data_id``
+        (:func:`~seglib.tune.trial.data_id`, part of every spec hash).
 
         Raises:
             DataError: missing/unreadable files, masks that are not binary ({0, 1} or {0, 255}) or not of
-                their image's size.
+                their image's size, too few images to split.
         """
-        kwargs = self.synthetic_kwargs
-        if kwargs is None and self.smoke:
-            kwargs = {"n_train": 12, "n_val": 4, "size": 64}
-        self.root = resolve_data(self.data, synthetic="blobs", synthetic_kwargs=kwargs)
-        self.layout, splits = load_splits(self.root, "auto", seed=self.cfg.seed, val_fraction=self.val_fraction)
-        splits = {"train": splits["train"], "val": splits["val"]}
-        if self.smoke:
-            splits = {k: subset_evenly(v, SMOKE_COUNTS[k]) for k, v in splits.items()}
-        check_binary_masks(splits["train"] + splits["val"])
-        self.splits = splits
-        self.data_id = data_id(self.root, splits)
-        self.fixed["data"] = self.data_id
-        print(f"data: {self.root} ({self.layout} layout, id {self.data_id}) -- {split_counts(splits)}; positive class = "
+        splits = self.base_trial.prepare()
+        self.data_id = self.fixed["data"] = data_id(self.base_trial.root, splits)
+        print(f"data id {self.data_id}; positive class = "
               f"{'mask value 0 (INVERT_MASK)' if self.fixed['invert'] else 'mask value 255/1'}")
         return splits
 
     def samples(self, split: str = "train", n: int = 6) -> dict:
         """The first ``n`` samples of ``split`` as the trials see them (resized, un-augmented, inverted if
         ``invert_mask``): ``{"images": uint8 S x S x 3, "masks": uint8 S x S in {0, 1}, "names"}``."""
-        from .data.datasets import SegmentationDataset
-        from .data.transforms import denormalize
-        from .tune.trial import BinaryDataset
-
         self._need_data()
-        ds = BinaryDataset(SegmentationDataset(self.splits[split][:n], 2, self.fixed["img_size"]), self.fixed["invert"])
+        ds = BinaryDataset(self.splits[split][:n], self.fixed["img_size"], invert=self.fixed["invert"])
         items = [ds[i] for i in range(len(ds))]
         return {"images": [denormalize(i["input"]) for i in items],
                 "masks": [i["target"].numpy().astype("uint8") for i in items],
@@ -159,12 +146,9 @@ class HParamRun(Experiment):
     def _probe_data(self) -> tuple:
         """``(build_model, inputs float32 N x 3 x S x S, targets int64 N x S x S)``: the whole training pool,
         un-augmented, decoded once for the probes of every loss (the model does not depend on the loss)."""
-        spec = {**self.base, "lr": 1e-3, "train_fraction": 1.0, **self.fixed}
-        trial = BinaryTrial(spec, self.splits, data=self.data, workdir=self.ws.workdir / "lr_search",
-                            local=self.ws.local / "lr_search", device=str(self.device))
-        ds = trial.dataset("train", "none")
+        ds = self.base_trial.dataset("train", "none")
         items = [ds[i] for i in range(len(ds))]
-        return trial.build_model, torch.stack([i["input"] for i in items]), torch.stack([i["target"] for i in items])
+        return self.base_trial.build_model, torch.stack([i["input"] for i in items]), torch.stack([i["target"] for i in items])
 
     def lr_search(self, optimizers=OPTIMIZER_NAMES, losses=None, probe_epochs: int = 3, range_steps: int = 100,
                   procedures=("decade", "range_test")) -> list[dict]:
@@ -258,7 +242,7 @@ class HParamRun(Experiment):
         self._need_data()
         lrs = lrs or self.lrs(self.lr_from)
         plans = []
-        for st in get_studies(studies):
+        for st in get_grids(studies):
             trials = []
             for params in st.grid():
                 spec = {**st.spec(params, self.base, lrs), **self.fixed}
@@ -284,7 +268,7 @@ class HParamRun(Experiment):
 
         Every trial trains in ``WORKDIR/trials/<study>/<key>``; finished ones are skipped, an interrupted
         one resumes from its checkpoint, and other processes using the same ``storage`` and parameters
-        share the work (see :mod:`seglib.tune.study` for the storage choice).
+        share the work (see :mod:`seglib.tune.worker` for the storage choice).
         """
         plans = self.make_plans(studies, lrs)
         store, self.storage_desc = open_storage(storage, self.ws.workdir)
@@ -296,7 +280,7 @@ class HParamRun(Experiment):
             how = f"reused from {res['reused_study']}" if res.get("reused_from") else (
                 f"{res['epochs_completed']} epochs" + (f", resumed at {res['resumed_from']}" if res.get("resumed_from")
                                                        else ""))
-            print(f"    {tp.key}: val Dice {res['final']['val_dice']:.4f} (best epoch {res['best_epoch']}; {how})")
+            print(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} (best epoch {res['best_epoch']}; {how})")
             return res
 
         self.worker = StudyWorker(store, plans, run_trial, pruner=pruner, heartbeat=heartbeat,
@@ -317,7 +301,7 @@ class HParamRun(Experiment):
 
     def table(self, study: str | None = None) -> list[dict]:
         """Seed 004's columns per trial: study, config, loss value, Dice, val loss, val Dice (best
-        checkpoint; "loss"/"dice" on the un-augmented training subset), plus val IoU, pixel AP, object
+        checkpoint; ``loss_value``/``train_fg_dice`` on the un-augmented training subset), plus val IoU, pixel AP, object
         AP@0.5, best epoch and epochs run. Deterministic: same seeds give the same numbers."""
         return self._rows(self.results(study))
 
@@ -327,8 +311,8 @@ class HParamRun(Experiment):
         for r in results:
             f = r["final"]
             rows.append({"study": r["study"], "config": config_label(r["key"]), **r["params"],
-                         "lr": r["spec"]["lr"], "loss_value": f["train_loss"], "dice": f["train_dice"],
-                         "val_loss": f["val_loss"], "val_dice": f["val_dice"], "val_iou": f["val_iou"],
+                         "lr": r["spec"]["lr"], "loss_value": f["train_loss"], "train_fg_dice": f["train_fg_dice"],
+                         "val_loss": f["val_loss"], "val_fg_dice": f["val_fg_dice"], "val_fg_iou": f["val_fg_iou"],
                          "val_pixel_ap": f["val_pixel_ap"], "val_object_ap50": f.get("val_object_ap50"),
                          "best_epoch": r["best_epoch"], "epochs": r["epochs_completed"], "state": r["state"]})
         return rows
@@ -337,7 +321,7 @@ class HParamRun(Experiment):
         """The complete trial with the highest val Dice (ties: first in plan order) among ``results``
         (default :meth:`results`), or None."""
         res = [r for r in (self.results() if results is None else results) if r.get("state") == "complete"]
-        return max(res, key=lambda r: r["final"]["val_dice"]) if res else None
+        return max(res, key=lambda r: r["final"]["val_fg_dice"]) if res else None
 
     def trained_folder(self, result: dict) -> Path:
         """Folder holding the checkpoints of ``result`` (the original trial for a reused one)."""
@@ -356,7 +340,7 @@ class HParamRun(Experiment):
         """``{config label: predictions(result, n)}`` of the ``top`` trials of ``study`` by val Dice, best
         first (``results``: that study's :meth:`results`, read if not given)."""
         results = self.results(study) if results is None else results
-        best = sorted(results, key=lambda r: -r["final"]["val_dice"])[:top]
+        best = sorted(results, key=lambda r: -r["final"]["val_fg_dice"])[:top]
         return {config_label(r["key"]): self.predictions(r, n) for r in best}
 
     def report(self, study: str, top: int = 10, n: int = 3) -> list:
@@ -380,16 +364,16 @@ class HParamRun(Experiment):
         return StudyExplorer(self, n)
 
     def summary(self) -> dict:
-        """The common ``summary.json`` plus ``trials`` (every trial's config and scores), ``lr_search``
-        and ``studies``; ``best`` names the best config and its val Dice."""
-        out = super().summary()
+        """The common ``summary.json`` (``base_trial``'s: data, config, time) plus ``trials`` (every trial's
+        config and scores), ``lr_search`` and ``studies``; ``best`` names the best config and its val Dice."""
+        out = self.base_trial.summary()
         results = self.results()
         b = self.best(results)
         trials = [{k: r.get(k) for k in ("study", "key", "params", "state", "best_epoch", "epochs_completed",
                                          "reused_from")} | {"config": r["spec"], "scores": r["final"]}
                   for r in results]
         out.update({
-            "best": None if b is None else {"metric": "val_dice", "value": b["final"]["val_dice"],
+            "best": None if b is None else {"metric": "val_fg_dice", "value": b["final"]["val_fg_dice"],
                                             "epoch": b["best_epoch"], "study": b["study"], "trial": b["key"],
                                             "config": b["spec"]},
             "final_metrics": b["final"] if b else {}, "epochs_completed": sum(r["epochs_completed"] for r in results
@@ -401,3 +385,7 @@ class HParamRun(Experiment):
             "studies": {p.name: p.optuna_name for p in self.plans}, "storage": self.storage_desc,
         })
         return out
+
+    def write_summary(self) -> Path:
+        """Write ``WORKDIR/summary.json`` atomically (strict JSON: NaN -> null) and return its path."""
+        return atomic_write_json(self.ws.workdir / "summary.json", self.summary(), indent=2, strict=True)

@@ -13,19 +13,17 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .data.checks import check_samples, class_id_reader
 from .data.classes import colorize, default_class_table, palette
 from .data.datasets import SegmentationDataset
-from .data.io import DataError, check_pair_size, image_size, read_mask
-from .data.layouts import Splits, load_splits, split_counts
-from .data.sources import resolve_data
+from .data.io import DataError, read_mask
+from .data.layouts import Splits, load_splits
 from .data.transforms import denormalize, size_fn
-from .experiment import Experiment, subset_evenly
+from .experiment import Experiment
 from .export import png_bytes, pred_name, write_zip
 from .losses import build_loss
 from .metrics import SegmentationMetrics
 from .predict import predict_samples
-
-SMOKE_COUNTS = {"train": 16, "val": 8, "test": 4}
 
 
 class SegmentationRun(Experiment):
@@ -36,7 +34,8 @@ class SegmentationRun(Experiment):
         data: a ``DATA`` value (see :func:`seglib.data.sources.resolve_data`); ``"synthetic"`` = streets.
         workdir: results folder (default: Drive on Colab, ``runs/<experiment>`` elsewhere).
         class_names: one name per class (default: JetCar's for 22 classes, CamVid's for 12).
-        layout: ``"auto"``, ``"jetcar"`` or ``"pairs"``.
+        layout: ``"auto"``, ``"jetcar"`` or ``"pairs"`` (:data:`seglib.data.layouts.SEGMENTATION_LAYOUTS`; a
+            depth layout such as ``"modest"`` is refused by :meth:`prepare` with a KeyError listing these).
         data_sha256: expected SHA-256 of a zip/download.
         smoke: keep only a few images per split (CPU runs in seconds).
         synthetic_kwargs: arguments of the synthetic generator (counts, size, seed).
@@ -47,54 +46,35 @@ class SegmentationRun(Experiment):
         ValueError: ``class_names`` of the wrong length.
     """
 
+    SYNTHETIC = "streets"
+    SMOKE_SYNTHETIC = {"n_train": 24, "n_val": 8, "n_test": 4, "size": 96}
+    SMOKE_COUNTS = {"train": 16, "val": 8, "test": 4}
+
     def __init__(self, cfg: TrainConfig, data: str = "synthetic", *, workdir=None, local=None,
                  class_names: list[str] | None = None, layout: str = "auto", data_sha256: str | None = None,
                  smoke: bool = False, synthetic_kwargs: dict | None = None, notebook: str = "jetcar_segmentation",
                  device: str | None = None):
-        super().__init__(cfg, data, workdir=workdir, local=local, smoke=smoke, notebook=notebook, device=device)
-        self.layout, self.sha256, self.synthetic_kwargs = layout, data_sha256, synthetic_kwargs
+        super().__init__(cfg, data, workdir=workdir, local=local, layout=layout, data_sha256=data_sha256,
+                         synthetic_kwargs=synthetic_kwargs, smoke=smoke, notebook=notebook, device=device)
         self.table = default_class_table(cfg.n_classes, class_names)
         self.class_names = [name for _, name, _ in self.table]
         self.colors = palette(cfg.n_classes, self.table)
 
     # ------------------------------------------------------------------ data
-    def prepare(self, check: bool = True) -> Splits:
-        """Fetch the data, read its layout, check it and print the counts per split.
-
-        Raises:
-            DataError: any data problem (missing/unreadable files, unmatched pairs, size mismatch, mask
-                values out of range); the message names the file and the fix.
-        """
-        kwargs = self.synthetic_kwargs
-        if kwargs is None and self.smoke:
-            kwargs = {"n_train": 24, "n_val": 8, "n_test": 4, "size": 96}
-        self.root = resolve_data(self.data, synthetic="streets", synthetic_kwargs=kwargs, sha256=self.sha256)
-        self.layout, splits = load_splits(self.root, self.layout, seed=self.cfg.seed)
-        if self.smoke:
-            splits = {k: subset_evenly(v, SMOKE_COUNTS[k]) for k, v in splits.items()}
-        self.splits = splits
-        print(f"data: {self.root} ({self.layout} layout) -- {split_counts(splits)}")
-        if check:
-            self.check()
-        return splits
+    def read_layout(self, root: Path) -> tuple[str, Splits]:
+        """``(layout, splits)`` of a segmentation layout (:func:`seglib.data.layouts.load_splits`)."""
+        return load_splits(root, self.layout, seed=self.cfg.seed)
 
     def check(self) -> None:
-        """Read every train/val mask once: sizes match their images and values are valid class ids."""
-        for split in ("train", "val"):
-            for s in self.splits[split]:
-                mask = read_mask(s.mask, self.cfg.n_classes, self.cfg.ignore_index)
-                w, h = image_size(s.image)
-                if mask.shape != (h, w):
-                    check_pair_size(s.image, s.mask)
+        """Read every train/val mask once: sizes match their images and values are valid class ids
+        (:func:`seglib.data.checks.check_samples`)."""
+        check_samples(self.splits["train"] + self.splits["val"], class_id_reader(self.cfg.n_classes, self.cfg.ignore_index))
 
     def dataset(self, split: str, augment: str | None = None) -> SegmentationDataset:
-        """The dataset of ``split`` with the configured resize schedule (augmentation on train only)."""
-        if not self.splits:
-            raise RuntimeError("call prepare() first")
-        aug = augment if augment is not None else (self.cfg.augment if split == "train" else "none")
+        """The dataset of ``split`` with the configured resize schedule and :meth:`augmentation`."""
         return SegmentationDataset(self.splits[split], self.cfg.n_classes,
-                                   size_fn(self.cfg.img_size, self.cfg.resize_schedule), aug, self.cfg.seed,
-                                   self.cfg.ignore_index)
+                                   size_fn(self.cfg.img_size, self.cfg.resize_schedule),
+                                   self.augmentation(split, augment), self.cfg.seed, self.cfg.ignore_index)
 
     # ------------------------------------------------------------------ task hooks
     def loss(self):

@@ -108,3 +108,23 @@ def binary_target(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(like.shape)}; "
                          "expected N x H x W or N x 1 x H x W")
     return t.to(like.dtype)
+
+
+def valid_samples(target, ignore_index: int | None = None) -> torch.Tensor:
+    """The weight of a batch in an epoch mean of per-batch losses: its number of samples that have at least
+    one pixel not equal to ``ignore_index`` (all samples when ``ignore_index`` is None or the target is not
+    a class-id tensor, e.g. the depth model's dict target).
+
+    A batch whose every pixel is ignored has weight 0, so it leaves the epoch mean unchanged (its loss is 0).
+
+    Args:
+        target: ``int64 N x H x W`` class ids, or a nested batch.
+
+    Returns:
+        A 0-dim ``float64`` tensor on the target's device (no host synchronisation).
+    """
+    if ignore_index is None or not isinstance(target, torch.Tensor) or target.is_floating_point():
+        t = target if isinstance(target, torch.Tensor) else None
+        return torch.tensor(float(batch_size(target)), dtype=torch.float64,
+                            device=t.device if t is not None else None)
+    return (target != ignore_index).flatten(1).any(1).sum().double()

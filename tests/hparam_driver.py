@@ -14,7 +14,7 @@ import signal
 import torch
 
 from seglib.hparam import HParamRun
-from seglib.tune import study as engine
+from seglib.tune import worker as engine
 
 p = argparse.ArgumentParser()
 p.add_argument("workdir")

@@ -18,9 +18,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seglib.nbrun import run_notebook  # noqa: E402
 
-# the keys of seglib.train.trainer.Trainer.state_dict(): a Catalyst checkpoint has all of them
-SEGLIB_CHECKPOINT_KEYS = {"format", "model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step", "train_acc",
-                          "early_stopping", "best", "rng", "history", "last_val", "config", "versions", "saved_at"}
+# the keys of seglib.train.state.TrainingState.state_dict() (both engines): a Catalyst checkpoint has all of them
+SEGLIB_CHECKPOINT_KEYS = {"format", "engine", "model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step",
+                          "train_acc", "early_stopping", "best", "rng", "history", "last_val", "config", "versions",
+                          "saved_at"}
 
 
 def check_catalyst_workdir(workdir, n_classes, n_predictions):
@@ -29,7 +30,7 @@ def check_catalyst_workdir(workdir, n_classes, n_predictions):
     assert s["epochs_completed"] == 2 and s["resumed_from"] is None and s["stopped_early"] is False
     assert s["best"]["metric"] == "val_loss" and s["best"]["epoch"] in (1, 2)
     ck = torch.load(workdir / "checkpoints" / "last.pt", weights_only=True)  # the seglib loading rule
-    assert set(ck) - SEGLIB_CHECKPOINT_KEYS == {"engine", "catalyst"} and SEGLIB_CHECKPOINT_KEYS <= set(ck)
+    assert set(ck) - SEGLIB_CHECKPOINT_KEYS == {"catalyst"} and SEGLIB_CHECKPOINT_KEYS <= set(ck)
     assert ck["format"] == "seglib-checkpoint/1" and ck["engine"] == "catalyst" and ck["config"]["n_classes"] == n_classes
     assert (ck["epoch"], ck["batch"]) == (2, 0) and ck["catalyst"]["epoch_step"] == 2
     assert ck["versions"]["catalyst"] == "22.04"

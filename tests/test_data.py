@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from seglib.data.checks import check_samples, class_id_reader
 from seglib.data.datasets import SegmentationDataset
 from seglib.data.io import DataError, read_image, read_mask
 from seglib.data.layouts import load_splits, split_counts
 from seglib.data.sources import drive_file_id, resolve_data, safe_extract, sha256_file
+from seglib.data.splits import seeded_split
 
 
 def _img(path, size=(32, 24), mode="RGB", value=None):
@@ -72,6 +74,49 @@ def test_pairs_seeded_split_without_split_files(tmp_path):
     assert set(np.unique(m)) == {0, 1}  # {0,255} -> {0,1}
 
 
+def test_seeded_split_keeps_a_sample_in_each_split_or_says_why(tmp_path):
+    for i in range(2):  # 2 images at val_fraction 0.2: round(0.4) = 0 left val empty before
+        _img(tmp_path / "images" / f"{i}.png")
+        _mask(tmp_path / "masks" / f"{i}.png", values=(0, 255))
+    _, splits = load_splits(tmp_path, seed=0, val_fraction=0.2)
+    assert len(splits["train"]) == 1 and len(splits["val"]) == 1
+    parts = seeded_split(list(range(5)), seed=3, val_fraction=0.9, test_fraction=0.05)
+    assert [len(parts[k]) for k in ("train", "val", "test")] == [1, 3, 1]  # train keeps one, test gets one
+    assert sorted(parts["train"] + parts["val"] + parts["test"]) == [0, 1, 2, 3, 4]
+    with pytest.raises(DataError, match="1 labelled samples cannot be split into train, val .*add samples"):
+        seeded_split(["only"], val_fraction=0.2)
+    with pytest.raises(DataError, match=r"val_fraction=1.5 must be in \[0, 1\)"):
+        seeded_split([1, 2, 3], val_fraction=1.5)
+
+
+def test_a_depth_layout_is_not_a_segmentation_layout(tmp_path):
+    import seglib.depthseg  # noqa: F401  (registers the depth layouts first, as a notebook kernel might)
+    from seglib.config import TrainConfig
+    from seglib.segmentation import SegmentationRun
+
+    jetcar(tmp_path / "d")
+    for layout in ("modest", "nope"):
+        run = SegmentationRun(TrainConfig(n_classes=3), str(tmp_path / "d"), workdir=tmp_path / "w", layout=layout,
+                              device="cpu")
+        with pytest.raises(KeyError, match=f"unknown segmentation layout '{layout}'; valid segmentation layout "
+                                           'names: jetcar, pairs"?$'):
+            run.prepare()
+        assert not run.splits  # nothing was read with a depth layout
+
+
+def test_the_one_check_reports_every_bad_file(tmp_path):
+    jetcar(tmp_path)
+    _mask(tmp_path / "DataSet" / "Mask" / "Train" / "Mask_001.png", size=(16, 16))
+    _mask(tmp_path / "DataSet" / "Mask" / "Val" / "Mask_000.png", values=(0, 7))
+    _, splits = load_splits(tmp_path)
+    with pytest.raises(DataError) as err:
+        check_samples(splits["train"] + splits["val"], class_id_reader(3))
+    msg = str(err.value)
+    assert msg.startswith("2 of 5 samples have problems") and "Mask_001.png is 16x16" in msg
+    assert "Mask_000.png has values [7] >= N_CLASSES=3" in msg
+    assert check_samples(splits["train"][:1] + splits["val"][1:], class_id_reader(3)) == 2
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
 def test_image_modes_read_as_rgb(tmp_path, mode):
     arr = read_image(_img(tmp_path / "x.png", mode=mode))
@@ -124,7 +169,7 @@ def test_size_mismatch_named(tmp_path):
     _mask(tmp_path / "DataSet" / "Mask" / "Train" / "Mask_001.png", size=(16, 16))
     _, splits = load_splits(tmp_path)
     ds = SegmentationDataset(splits["train"], 3, 32)
-    with pytest.raises(DataError, match=r"Img_001.jpg is 32x24 but its mask .*Mask_001.png is 16x16"):
+    with pytest.raises(DataError, match=r"mask .*Mask_001.png is 16x16 but its image .*Img_001.jpg is 32x24"):
         ds[1]
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 import seglib.data.depth as depth_mod
 from seglib.data.depth import DepthSegDataset, load_sample, read_binary_mask, read_depth
-from seglib.data.depth_layouts import LAYOUTS, detect_depth_layout, load_depth_splits
+from seglib.data.depth_layouts import DEPTH_LAYOUTS, detect_depth_layout, load_depth_splits
 from seglib.data.io import DataError
 from seglib.data.synthetic.depth_scenes import generate_depth_scenes
 from seglib.depthseg import DepthSegRun, depth_config
@@ -24,7 +24,7 @@ RGBD = SHARED_DATA / "rgbd_sod_mix"
 
 
 def _all(root, layout, **kw):
-    return LAYOUTS.get(layout)(Path(root), val_fraction=0.0, **kw)["train"]
+    return DEPTH_LAYOUTS.get(layout)(Path(root), val_fraction=0.0, **kw)["train"]
 
 
 def _fg_bg(sample, inputs="rgb"):
@@ -183,7 +183,7 @@ def test_two_inputs_need_backgrounds_and_splits_must_not_be_empty(tmp_path):
     root = _rgbd(tmp_path / "r")
     with pytest.raises(DataError, match="INPUTS='rgb'"):
         DepthSegRun(depth_config("x", width=2), str(root), workdir=tmp_path / "w").prepare()
-    with pytest.raises(DataError, match="val split .* is empty"):
+    with pytest.raises(DataError, match="1 depth samples cannot be split into train, val with at least one each"):
         load_depth_splits(_rgbd(tmp_path / "one", n=1))
 
 

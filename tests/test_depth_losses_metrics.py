@@ -8,10 +8,8 @@ import pytorch_msssim
 import torch
 from scipy.signal import convolve2d
 
-from seglib.depth_losses import RmseBceDiceLoss, RmseBceLoss, SsimDiceLoss, masked_ssim
-from seglib.depth_metrics import DepthSegMetrics
-from seglib.losses import LOSSES, build_loss
-from seglib.metrics import higher_is_better
+from seglib.losses import LOSSES, RmseBceDiceLoss, RmseBceLoss, SsimDiceLoss, build_loss, masked_ssim
+from seglib.metrics import DepthSegMetrics, higher_is_better, upgrade_keys
 from seglib.models import build_model
 
 
@@ -153,11 +151,12 @@ def test_metrics_equal_numpy_and_do_not_depend_on_batching():
     for i in range(5):
         b = p[i] > 0.5
         inter = (b & (mask[i] > 0)).sum()
-        hard.append((inter + 1e-6) / ((b | (mask[i] > 0)).sum() + 1e-6))
+        union = (b | (mask[i] > 0)).sum()
+        hard.append(inter / union if union else 1.0)  # exact IoU; both empty -> 1
     v = valid > 0
     rel = v & (depth > 1e-4)
     expected = {
-        "iou_soft": np.mean(soft), "iou": np.mean(hard),
+        "mask_iou_soft": np.mean(soft), "mask_iou": np.mean(hard),
         "rmse": math.sqrt(((d - depth)[v] ** 2).mean()),
         "abs_rel": (np.abs(d - depth)[rel] / depth[rel]).mean(),
         "delta1": (np.maximum(d[rel] / depth[rel], depth[rel] / d[rel]) < 1.25).mean(),
@@ -173,6 +172,22 @@ def test_metrics_equal_numpy_and_do_not_depend_on_batching():
 
 
 def test_metric_names_and_directions_are_registered():
-    assert higher_is_better("val_iou") and higher_is_better("val_iou_soft") and higher_is_better("val_delta1")
+    assert higher_is_better("val_mask_iou") and higher_is_better("val_mask_iou_soft") and higher_is_better("val_delta1")
     assert not higher_is_better("val_rmse") and not higher_is_better("val_abs_rel")
     assert math.isnan(DepthSegMetrics().compute()["rmse"])
+    assert DepthSegMetrics.keys == tuple(DepthSegMetrics().compute())
+    old = {"epoch": 1, "val_iou": 0.5, "val_iou_soft": 0.4, "train_loss": 1.0, "val_iou_per_class": [1.0]}
+    assert upgrade_keys([old], "depth") == [{"epoch": 1, "val_mask_iou": 0.5, "val_mask_iou_soft": 0.4,
+                                             "train_loss": 1.0, "val_iou_per_class": [1.0]}]
+
+
+def test_empty_mask_scores_one_and_mask_iou_is_exact():
+    # image 0: prediction and mask empty (IoU 1 by the one rule); image 1: 1 of 3 foreground pixels found
+    mask = torch.zeros(2, 1, 1, 4)
+    mask[1, 0, 0, :3] = 1
+    mask_logits = torch.full((2, 1, 1, 4), -8.0)
+    mask_logits[1, 0, 0, 0] = 8.0
+    depth = torch.full((2, 1, 1, 4), 0.5)
+    m = DepthSegMetrics()
+    m.update((torch.zeros(2, 1, 1, 4), mask_logits), {"depth": depth, "mask": mask})
+    assert m.compute()["mask_iou"] == pytest.approx((1.0 + 1 / 3) / 2, abs=1e-12)  # old: 1e-6 smoothing

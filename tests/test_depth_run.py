@@ -69,7 +69,7 @@ def test_two_losses_in_sub_folders_with_comparison_and_16bit_export(tmp_path, on
     assert summary["final_metrics"]["loss"] == pytest.approx(final["ssim_dice"]["loss"])
     assert set(summary["comparison"]) == {"ssim_dice", "rmse_bce"} and summary["selected_loss"] == "ssim_dice"
     assert all((tmp_path / "cmp" / n / "checkpoints" / "last.pt").exists() for n in summary["comparison"])
-    assert {"iou", "iou_soft", "rmse"} <= set(summary["final_metrics"])
+    assert {"mask_iou", "mask_iou_soft", "rmse"} <= set(summary["final_metrics"])
     with zipfile.ZipFile(zip_path) as zf:
         names = zf.namelist()
         depth = Image.open(io.BytesIO(zf.read(next(n for n in names if n.startswith("depth/")))))
@@ -78,7 +78,7 @@ def test_two_losses_in_sub_folders_with_comparison_and_16bit_export(tmp_path, on
     assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
     assert "README.txt" in names and len([n for n in names if n.startswith("depth/")]) == 2
     fig = study.plot_comparison()
-    assert [ax.get_title() for ax in fig.axes] == ["train_loss", "val_loss", "val_iou", "val_rmse"]
+    assert [ax.get_title() for ax in fig.axes] == ["train_loss", "val_loss", "val_mask_iou", "val_rmse"]
     viewer = study.run.viewer()
     assert viewer.n == 2 and np.isfinite(viewer.rmses).all()
     assert all(v.any() for v in study.run.predictions()["valid"])  # predict() with targets for the viewer
@@ -115,7 +115,7 @@ def _notebook(tmp_path, **params):
 def test_notebook_smoke_synthetic_two_losses(tmp_path):
     summary, workdir = _notebook(tmp_path, LOSS=["rmse_bce_dice", "ssim_dice"])
     assert summary["notebook"] == "depth_segmentation" and summary["data"]["layout"] == "modest"
-    assert {"iou", "iou_soft", "rmse", "loss"} <= set(summary["final_metrics"])
+    assert {"mask_iou", "mask_iou_soft", "rmse", "loss"} <= set(summary["final_metrics"])
     assert set(summary["comparison"]) == {"rmse_bce_dice", "ssim_dice"}
     assert (workdir / "rmse_bce_dice" / "predictions.zip").exists()
 
@@ -126,7 +126,7 @@ def test_notebook_smoke_eva_two_inputs(tmp_path):
     summary, workdir = _notebook(tmp_path, DATA=str(data), INPUTS="bg+bg_fg", DEPTH_NEAR="dark")
     assert summary["data"]["layout"] == "fgbg" and summary["data"]["inputs"] == "bg+bg_fg"
     assert summary["epochs_completed"] == 2 and (workdir / "predictions.zip").exists()
-    assert {"iou", "iou_soft", "rmse"} <= set(summary["final_metrics"])
+    assert {"mask_iou", "mask_iou_soft", "rmse"} <= set(summary["final_metrics"])
 
 
 @pytest.mark.slow
@@ -134,7 +134,7 @@ def test_notebook_smoke_rgbd_one_input(tmp_path):
     data = need(SHARED_DATA / "rgbd_sod_mix")
     summary, workdir = _notebook(tmp_path, DATA=str(data), INPUTS="rgb")
     assert summary["data"]["layout"] == "rgbd" and summary["config"]["model_kwargs"]["inputs"] == "rgb"
-    assert {"iou", "iou_soft", "rmse"} <= set(summary["final_metrics"])
+    assert {"mask_iou", "mask_iou_soft", "rmse"} <= set(summary["final_metrics"])
     with zipfile.ZipFile(workdir / "predictions.zip") as zf:
         depth = Image.open(io.BytesIO(zf.read(next(n for n in zf.namelist() if n.startswith("depth/")))))
         assert depth.mode.startswith("I;16") and max(depth.size) >= 400  # at the original resolution

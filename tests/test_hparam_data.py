@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 import seglib.hparam as hparam
+from seglib.config import config_label
 from seglib.data.io import DataError
+from seglib.experiment import Experiment
 from seglib.hparam import HParamRun, smoke_settings
-from seglib.tune.studies import config_label
 
 
 def make_pairs(root, n: int = 6, size: int = 32, mask_values=(0, 255)):
@@ -87,4 +88,6 @@ def test_summary_reads_each_result_once(tmp_path, monkeypatch):
     monkeypatch.setattr(hparam, "load_result", lambda folder: reads.append(folder))
     summary = run.summary()
     assert len(reads) == len(plans[0].trials) == 3 and summary["trials"] == [] and summary["lr_search"]["rows"] == []
+    assert not isinstance(run, Experiment) and isinstance(run.base_trial, Experiment)  # composes, not inherits
+    assert run.splits is run.base_trial.splits and summary["data"]["counts"] == {"train": 5, "val": 1}
     assert run.report("dropout") == []  # nothing finished yet: nothing to show

@@ -1,4 +1,4 @@
-"""Binary losses of the hyperparameter study against hand-computed values (seglib.losses_binary)."""
+"""Binary losses of the hyperparameter study against hand-computed values (seglib.losses.binary)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from seglib.losses import LOSSES, build_loss
-from seglib.losses_binary import BINARY_LOSSES, SwitchingLoss
+from seglib.losses import BINARY_LOSSES, LOSSES, SwitchingLoss, build_loss
 
 # p = sigmoid(logits) = [0.5, 0.75, 0.25, 0.8] on a 1 x 1 x 2 x 2 batch
 LOGITS = torch.tensor([0.0, math.log(3), -math.log(3), math.log(4)]).view(1, 1, 2, 2)

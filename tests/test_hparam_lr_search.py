@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from seglib.losses import build_loss
-from seglib.losses_binary import BINARY_LOSSES
+from seglib.losses import BINARY_LOSSES, build_loss
 from seglib.models import build_model
 from seglib.tune.lr_search import Prober, decade_search, probe_score, range_test, suggest_lr
 

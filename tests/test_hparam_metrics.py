@@ -1,4 +1,4 @@
-"""Binary metrics: epoch Dice/IoU, pixel AP, object AP@0.5 with and without objects (seglib.metrics_binary)."""
+"""Binary metrics: epoch Dice/IoU, pixel AP, object AP@0.5 with and without objects (seglib.metrics.binary)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from seglib.metrics import higher_is_better
-from seglib.metrics_binary import BinaryMetrics, ap_from_histograms, match_objects, voc_ap
+from seglib.metrics import (
+    BinaryMetrics,
+    average_precision,
+    higher_is_better,
+    match_objects,
+    voc_ap,
+)
+from seglib.metrics.registry import upgrade_key
 
 
 def logit(p) -> torch.Tensor:
@@ -17,7 +23,7 @@ def logit(p) -> torch.Tensor:
     return torch.log(p / (1 - p)).float()
 
 
-def average_precision(scores, labels) -> float:
+def reference_ap(scores, labels) -> float:
     """Reference pixel AP: ``sum_k (R_k - R_{k-1}) P_k`` over distinct score thresholds, highest first
     (scikit-learn's ``average_precision_score``); NaN without positives."""
     s = np.asarray(scores, np.float64).ravel()
@@ -40,29 +46,46 @@ def test_dice_iou_accumulate_over_the_epoch():
     m.update(logit([[[[0.9, 0.8, 0.1, 0.1]]]]), torch.tensor([[[1, 0, 0, 0]]]))
     m.update(logit([[[[0.2, 0.3]]], [[[0.1, 0.1]]]]), torch.tensor([[[1, 0]], [[1, 0]]]))
     out = m.compute()
-    assert out["dice"] == pytest.approx(2 / (2 + 1 + 2))
-    assert out["iou"] == pytest.approx(1 / (1 + 1 + 2))
+    assert out["fg_dice"] == pytest.approx(2 / (2 + 1 + 2))
+    assert out["fg_iou"] == pytest.approx(1 / (1 + 1 + 2))
     assert out["precision"] == pytest.approx(0.5) and out["recall"] == pytest.approx(1 / 3)
     empty = BinaryMetrics(objects=False)
     empty.update(logit([[[[0.1, 0.2]]]]), torch.zeros(1, 1, 2, dtype=torch.long))
-    assert empty.compute()["dice"] == 1.0 and math.isnan(empty.compute()["pixel_ap"])
-    assert all(higher_is_better(f"val_{k}") for k in ("dice", "iou", "pixel_ap", "object_ap50"))
+    assert empty.compute()["fg_dice"] == 1.0 and empty.compute()["fg_iou"] == 1.0  # the empty-mask rule
+    assert math.isnan(empty.compute()["pixel_ap"])
+    assert all(higher_is_better(f"val_{k}") for k in ("fg_dice", "fg_iou", "pixel_ap", "object_ap50"))
+    assert m.keys == tuple(out) and BinaryMetrics().keys[-3:] == ("object_ap50", "objects_true", "objects_pred")
+
+
+def test_count_keys_and_legacy_names():
+    with pytest.raises(ValueError, match="count"):
+        higher_is_better("val_objects_true")
+    assert [upgrade_key(k, "binary") for k in ("val_dice", "best_val_dice", "hparam/train_dice", "train_iou",
+                                                "bce_dice", "val_fg_dice", "dice")] == [
+        "val_fg_dice", "best_val_fg_dice", "hparam/train_fg_dice", "train_fg_iou", "bce_dice", "val_fg_dice", "fg_dice"]
+    assert upgrade_key("val_dice", "multiclass") == "val_dice"  # the class-mean Dice kept its name
 
 
 def test_pixel_ap_by_hand():
     # thresholds 0.9 (P 1, R 1/2), 0.8 (P 1/2, R 1/2), 0.7 (P 2/3, R 1), 0.6 -> AP = 1/2 * 1 + 1/2 * 2/3
     scores, labels = [0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]
-    assert average_precision(scores, labels) == pytest.approx(0.5 + 1 / 3)
+    assert reference_ap(scores, labels) == pytest.approx(0.5 + 1 / 3)
     m = BinaryMetrics(objects=False)
     m.update(logit(scores).view(1, 1, 1, 4), torch.tensor(labels).view(1, 1, 4))
     assert m.compute()["pixel_ap"] == pytest.approx(0.5 + 1 / 3, abs=1e-9)
     # ties share one threshold: both at 0.5 with labels 1, 0 -> P 1/2 at R 1
-    assert average_precision([0.5, 0.5], [1, 0]) == pytest.approx(0.5)
-    assert ap_from_histograms(np.array([0, 1]), np.array([0, 1])) == pytest.approx(0.5)
+    assert reference_ap([0.5, 0.5], [1, 0]) == pytest.approx(0.5)
+    assert average_precision(np.array([0.5, 0.5]), np.array([1, 0])) == pytest.approx(0.5)
     rng = np.random.default_rng(0)
     s, y = rng.random(500), rng.random(500) < 0.3
-    pos, neg = np.bincount((s[y] * 1000).astype(int), minlength=1000), np.bincount((s[~y] * 1000).astype(int), minlength=1000)
-    assert ap_from_histograms(pos, neg) == pytest.approx(average_precision(np.floor(s * 1000), y), abs=1e-12)
+    assert average_precision(s, y) == pytest.approx(reference_ap(s, y), abs=1e-12)
+
+
+def test_pixel_ap_is_exact_for_confident_logits():
+    # the old 1000-bin histogram of probabilities tied every p >= 0.999 (logits 12 and 8): AP 0.667
+    m = BinaryMetrics(objects=False)
+    m.update(torch.tensor([12.0, 8.0, 7.0]).view(1, 1, 1, 3), torch.tensor([1, 0, 1]).view(1, 1, 3))
+    assert m.compute()["pixel_ap"] == pytest.approx(1 / 2 * 1 + 1 / 2 * 2 / 3, abs=1e-12)  # 0.8333
 
 
 def _square(mask, y, x, size, value=1.0):

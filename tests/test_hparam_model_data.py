@@ -10,11 +10,12 @@ import pytest
 import torch
 from torch import nn
 
+from seglib.data.datasets import BinaryDataset
 from seglib.data.synthetic.blobs import generate_blobs, render_blobs
 from seglib.models import build_model
 from seglib.models.unet import UNet
-from seglib.tune.studies import STUDIES, get_studies, make_config, spec_hash
-from seglib.tune.trial import BinaryDataset, BinaryTrial, execute, nested_subset
+from seglib.tune.specs import STUDY_GRIDS, get_grids, make_config, spec_hash
+from seglib.tune.trial import BinaryTrial, execute, nested_subset
 
 
 def test_unet_shapes_widths_and_options():
@@ -61,8 +62,8 @@ def test_nested_train_fractions_and_unknown_study():
     with pytest.raises(ValueError, match="fraction"):
         nested_subset(pool, 0.0, 0)
     with pytest.raises(KeyError, match="optimizer_scheduler, train_fraction"):
-        get_studies(["lr_schedule"])
-    assert len(STUDIES["optimizer_scheduler"].grid()) == 18 and len(STUDIES["loss"].grid()) == 7
+        get_grids(["lr_schedule"])
+    assert len(STUDY_GRIDS["optimizer_scheduler"].grid()) == 18 and len(STUDY_GRIDS["loss"].grid()) == 7
 
 
 def _spec(**kw):
@@ -84,7 +85,7 @@ def blob_splits(tmp_path):
 
 def test_validation_fixed_never_augmented_and_masks_inverted(tmp_path, blob_splits):
     t = BinaryTrial(_spec(augment="rotate_flips", train_fraction=0.4), blob_splits, data="d", workdir=tmp_path / "t")
-    assert t.dataset("train").base.augment == "rotate_flips" and t.dataset("val").base.augment == "none"
+    assert t.dataset("train").augment == "rotate_flips" and t.dataset("val").augment == "none"
     assert len(t.splits["train"]) == 4 and t.splits["val"] == blob_splits["val"]
     assert not {s.name for s in t.splits["train"]} & {s.name for s in t.splits["val"]}
     v1, v2 = t.dataset("val")[(1, 0)], t.dataset("val")[(7, 0)]
@@ -92,7 +93,7 @@ def test_validation_fixed_never_augmented_and_masks_inverted(tmp_path, blob_spli
     inv = BinaryTrial(_spec(invert=True), blob_splits, data="d", workdir=tmp_path / "i")
     assert torch.equal(inv.dataset("val")[0]["target"], 1 - t.dataset("val")[0]["target"])
     cfg = make_config(_spec(scheduler="step", epochs=30))
-    assert cfg.monitor == "val_dice" and cfg.scheduler_kwargs == {"step_size": 10, "gamma": 0.1}
+    assert cfg.monitor == "val_fg_dice" and cfg.scheduler_kwargs == {"step_size": 10, "gamma": 0.1}
     assert spec_hash(_spec(num_workers=3)) == spec_hash(_spec())
 
 
@@ -118,7 +119,7 @@ def test_steps_per_epoch_cover_the_data(tmp_path, blob_splits):
     assert tr.n_batches == 3 and tr.step == 6  # ceil(10 / 4) steps per epoch, 2 epochs
     for epoch in (1, 2):  # every training image exactly once per epoch
         assert sorted(i for e, i in seen if e == epoch) == list(range(10))
-    assert fit.epochs_completed == 2 and "val_dice" in fit.history[-1]
+    assert fit.epochs_completed == 2 and "val_fg_dice" in fit.history[-1]
 
 
 def test_object_ap_only_in_the_final_evaluation(tmp_path, blob_splits):

@@ -28,10 +28,10 @@ def _check_summary(summary: dict, n_trials: int) -> None:
     assert len(summary["trials"]) == n_trials
     for t in summary["trials"]:
         s = t["scores"]
-        assert 0.0 <= s["val_dice"] <= 1.0 and 0.0 <= s["train_dice"] <= 1.0 and math.isfinite(s["val_loss"])
+        assert 0.0 <= s["val_fg_dice"] <= 1.0 and 0.0 <= s["train_fg_dice"] <= 1.0 and math.isfinite(s["val_loss"])
         assert t["config"]["epochs"] == 2 and t["state"] == "complete"
     best = summary["best"]
-    assert best["metric"] == "val_dice" and best["value"] == max(t["scores"]["val_dice"] for t in summary["trials"])
+    assert best["metric"] == "val_fg_dice" and best["value"] == max(t["scores"]["val_fg_dice"] for t in summary["trials"])
     assert best["trial"] in {t["key"] for t in summary["trials"]} and "optimizer" in best["config"]
 
 

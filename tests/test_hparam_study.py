@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from seglib.tune.study import StudyPlan, StudyWorker, TrialPlan, open_storage
+from seglib.tune.worker import StudyPlan, StudyWorker, TrialPlan, open_storage
 
 DRIVER = Path(__file__).with_name("hparam_driver.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "SEGLIB_ENV": "local"}
@@ -90,7 +90,7 @@ def test_duplicates_and_stale_trials_are_handled(tmp_path):
 
     def run_trial(tp, callbacks):
         ran.append(tp.key)
-        return {"state": "complete", "best_val_dice": 0.5}
+        return {"state": "complete", "best_val_fg_dice": 0.5}
 
     worker = StudyWorker(storage, [plan], run_trial, heartbeat=0.2, stale_after=60, poll=0.05)
     study = worker.study(plan)
@@ -113,7 +113,7 @@ def test_duplicates_and_stale_trials_are_handled(tmp_path):
 def test_live_trial_of_another_worker_is_not_taken(tmp_path):
     storage, _ = open_storage(tmp_path / "j.log", tmp_path)
     plan = _plan()
-    worker = StudyWorker(storage, [plan], lambda tp, cb: {"state": "complete", "best_val_dice": 1.0},
+    worker = StudyWorker(storage, [plan], lambda tp, cb: {"state": "complete", "best_val_fg_dice": 1.0},
                          heartbeat=0.2, stale_after=30, poll=0.05, wait=False)
     study = worker.study(plan)
     study.enqueue_trial({"x": "c"})
@@ -145,14 +145,14 @@ def test_median_pruner_stops_a_poor_trial(tmp_path):
         value = 0.1 if tp.key == "d" else 0.9
         try:
             for epoch in range(1, 9):
-                record = {"epoch": epoch, "val_dice": value}
+                record = {"epoch": epoch, "val_fg_dice": value}
                 trainer.history.append(record)
                 epochs_run[tp.key] = epoch
                 for cb in callbacks:
                     cb.on_epoch_end(trainer, record)
         except StopTrial as stop:
-            return {"state": stop.state, "best_val_dice": value}
-        return {"state": "complete", "best_val_dice": value}
+            return {"state": stop.state, "best_val_fg_dice": value}
+        return {"state": "complete", "best_val_fg_dice": value}
 
     worker = StudyWorker(storage, [plan], run_trial, pruner="median", heartbeat=0.2, poll=0.05)
     assert worker.run() == {"p": "done"}

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from seglib.data.classes import JETCAR_CLASS_NAMES, colorize, palette  # noqa: E402
@@ -31,6 +32,7 @@ from seglib.inspect import (  # noqa: E402
     prediction_grid,
     render_sample,
 )
+from seglib.metrics import DepthSegMetrics, SegmentationMetrics  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NAMES4 = ["bg", "road", "line", "sign"]
@@ -91,6 +93,18 @@ def test_per_image_iou_in_range_ignore_class_not_averaged():
     pred = np.array([[0, 1, 2]])
     target = np.array([[0, 1, 1]])  # class 2 is the void class -> its prediction counts as wrong only
     assert per_image_iou(pred, target, 3, ignore_index=2) == pytest.approx((1 + 1 / 2) / 2)
+
+
+def test_viewer_iou_is_the_metrics_iou():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        target = rng.integers(0, 5, (6, 7))
+        target[rng.random((6, 7)) < 0.2] = 255
+        pred = np.where(rng.random((6, 7)) < 0.5, target.clip(0, 4), rng.integers(0, 5, (6, 7)))
+        m = SegmentationMetrics(5, ignore_index=255)
+        m.update(torch.nn.functional.one_hot(torch.from_numpy(pred), 5).permute(2, 0, 1)[None].float(),
+                 torch.from_numpy(target)[None])
+        assert per_image_iou(pred, target, 5, ignore_index=255) == m.compute()["miou"]
 
 
 def test_order_worst_first_nan_last():
@@ -154,7 +168,15 @@ def test_depth_helpers():
     assert depth_rmse(p, t, valid) == pytest.approx(math.sqrt((0.01 + 0.09) / 3))
     assert math.isnan(depth_rmse(p, t, np.zeros((2, 2), bool)))
     assert binary_iou(np.array([[1, 1, 0]]), np.array([[1, 0, 0]])) == pytest.approx(0.5)
-    assert math.isnan(binary_iou(np.zeros((2, 2), bool), np.zeros((2, 2), bool)))
+    # one rule for empty masks (seglib.metrics.functional): the viewers score an empty prediction of an empty
+    # mask 1, like the metrics (the old viewer said NaN, the old metrics 1)
+    empty = np.zeros((2, 2), bool)
+    assert binary_iou(empty, empty) == 1.0
+    one = torch.zeros(1, 1, 2, 2)
+    m = DepthSegMetrics()
+    m.update((one, one - 8.0), {"depth": one + 0.5, "mask": one})
+    assert m.compute()["mask_iou"] == binary_iou(empty, empty)
+    assert per_image_iou(np.zeros((2, 2), int), np.zeros((2, 2), int), 2) == 1.0  # background only: its IoU is 1
 
 
 # ---------------------------------------------------------------- plots

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seglib.losses import DiceIoUBCELoss, build_loss, one_hot
+from seglib.losses import DiceIoUBCELoss, build_loss
+from seglib.tensors import one_hot
 
 
 def _np_dice_iou_bce(logits, target, n_classes, ignore=None, eps=1e-7):
@@ -89,3 +90,35 @@ def test_one_hot_valid_mask():
     oh, valid = one_hot(target, 3, 255)
     assert oh.shape == (1, 3, 2, 2) and valid[0, 0].tolist() == [[1, 1], [0, 1]]
     assert oh[0, :, 1, 0].sum() == 0 and oh[0, 2, 1, 1] == 1
+
+
+@pytest.mark.parametrize("name", ["dice_iou_bce", "ce", "dice_ce"])
+def test_all_ignored_batch_is_zero_with_a_graph(name):
+    # old code: ce and dice_ce gave NaN (mean over no pixel), dice_iou_bce 2.0 (Dice and IoU of nothing = 1 each)
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    target = torch.full((2, 4, 4), 255)
+    loss = build_loss(name, 3, ignore_index=255)(logits, target)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert logits.grad is not None and torch.equal(logits.grad, torch.zeros_like(logits))
+    # a batch with one valid pixel is unaffected by the guard
+    target[0, 0, 0] = 1
+    assert build_loss(name, 3, ignore_index=255)(logits, target).item() > 0
+
+
+def test_dice_ce_dice_term_versus_smp():
+    """The docstring's statement: smp DiceLoss(mode="multiclass") = (#present / C) x seglib's Dice term."""
+    from segmentation_models_pytorch.losses import DiceLoss
+
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 4, 6, 5, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 2, (2, 6, 5), generator=g)  # classes 2 and 3 absent: the two differ
+    target[0, 0, :2] = 255
+    ours = build_loss("dice_ce", 4, ignore_index=255).dice_term(logits, target)
+    smp = DiceLoss("multiclass", from_logits=True, ignore_index=255)(logits, target)
+    assert smp.item() == pytest.approx(2 / 4 * ours.item(), rel=1e-6)
+    assert abs(smp.item() - ours.item()) > 0.05
+    full = torch.arange(4).repeat_interleave(8).view(1, 4, 8) % 4  # every class present: the two agree
+    logits = torch.randn(1, 4, 4, 8, generator=g, dtype=torch.float64)
+    assert DiceLoss("multiclass", from_logits=True)(logits, full).item() == pytest.approx(
+        build_loss("dice_ce", 4).dice_term(logits, full).item(), rel=1e-6)

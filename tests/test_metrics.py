@@ -6,7 +6,16 @@ import pytest
 import torch
 
 import seglib  # noqa: F401  (torchvision guard before torchmetrics)
-from seglib.metrics import SegmentationMetrics, confusion_matrix, is_improvement, scores_from_confusion
+from seglib.metrics import (
+    EMPTY_SCORE,
+    SegmentationMetrics,
+    confusion_matrix,
+    dice_from_counts,
+    iou_from_counts,
+    is_improvement,
+    scores_from_confusion,
+    upgrade_keys,
+)
 
 
 def _logits(pred, c):
@@ -72,3 +81,16 @@ def test_is_improvement_directions():
     assert is_improvement(0.6, 0.5, True) and not is_improvement(0.4, 0.5, True)
     assert is_improvement(0.4, 0.5, False) and not is_improvement(float("nan"), 0.5, False)
     assert not is_improvement(0.4999, 0.5, False, min_delta=0.01)
+
+
+def test_keys_and_the_empty_mask_rule():
+    m = SegmentationMetrics(3)
+    m.update(_logits(torch.zeros(1, 2, 2, dtype=torch.long), 3), torch.zeros(1, 2, 2, dtype=torch.long))
+    s = m.compute()
+    assert SegmentationMetrics.keys == ("miou", "dice", "pixel_accuracy") and set(m.keys) <= set(s)
+    # classes 1 and 2 are absent from prediction and target: left out of the means, NaN in the lists
+    assert s["miou"] == 1.0 and math.isnan(s["iou_per_class"][1]) and math.isnan(s["dice_per_class"][2])
+    assert iou_from_counts(0, 0, 0) == dice_from_counts(0, 0, 0) == EMPTY_SCORE == 1.0
+    assert iou_from_counts(torch.tensor([0, 2]), torch.tensor([0, 1]), torch.tensor([0, 1])).tolist() == [1.0, 0.5]
+    assert upgrade_keys({"val_dice": 0.5, "val_miou": 0.4}, SegmentationMetrics.task) == {"val_dice": 0.5,
+                                                                                          "val_miou": 0.4}

@@ -77,11 +77,13 @@ def test_reimported_definition_replaces_its_entry_and_others_are_refused():
         r.register("make", other)
 
 
-def test_metric_names_shared_by_tasks_keep_one_direction():
+def test_a_metric_key_means_one_thing():
     from seglib.metrics import register_metric
 
-    register_metric("iou", True, "another task's IoU")  # same direction: the first entry stays
-    assert METRICS.get("iou").higher_is_better
+    spec = METRICS.get("rmse")
+    assert register_metric("rmse", spec.higher_is_better, spec.description) == "rmse"  # a re-imported module
     with pytest.raises(ValueError, match="higher_is_better"):
         register_metric("rmse", True, "wrong direction")
-    assert not higher_is_better("val_rmse")
+    with pytest.raises(ValueError, match="one thing"):
+        register_metric("rmse", False, "another task's RMSE")
+    assert not higher_is_better("val_rmse") and METRICS.get("rmse") == spec

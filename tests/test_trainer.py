@@ -7,8 +7,9 @@ import torch
 
 from seglib.config import TrainConfig
 from seglib.segmentation import SegmentationRun
-from seglib.train.callbacks import BestTracker, EarlyStopping
-from seglib.train.trainer import CheckpointMismatch, Trainer
+from seglib.train.callbacks import BestTracker, EarlyStopping, LossMean
+from seglib.train.state import CheckpointMismatch
+from seglib.train.trainer import Trainer
 
 SYN = {"n_train": 8, "n_val": 4, "n_test": 2, "size": 64}
 
@@ -30,6 +31,24 @@ def test_early_stopping_and_best_tracker_follow_metric_direction():
     es2 = EarlyStopping("val_loss", patience=5)
     es2.load_state_dict(es.state_dict())
     assert es2.wait == 2 and not es2.should_stop  # more patience on resume -> train on
+
+
+def test_epoch_loss_mean_weights_batches_by_valid_samples():
+    mean = LossMean()
+    t = torch.zeros(4, 2, 2, dtype=torch.long)
+    mean.add(torch.tensor(2.0), t, ignore_index=255)  # 4 samples
+    t[:2] = 255  # two samples entirely ignored: weight 2
+    mean.add(torch.tensor(5.0), t, ignore_index=255)
+    assert mean.value() == pytest.approx((2.0 * 4 + 5.0 * 2) / 6)
+    before = mean.value()
+    mean.add(torch.tensor(float("nan")), torch.full((3, 2, 2), 255), ignore_index=255)  # all ignored
+    mean.add(torch.tensor(0.0), torch.full((3, 2, 2), 255), ignore_index=255)
+    assert mean.value() == before  # a batch of ignored pixels leaves the epoch mean unchanged
+    mean.add(torch.tensor(1.0), t, ignore_index=None)  # no ignore_index: every sample counts
+    assert mean.value() == pytest.approx((2.0 * 4 + 5.0 * 2 + 1.0 * 4) / 10)
+    old = LossMean()
+    old.load_state_dict({"loss_sum": torch.tensor(9.0, dtype=torch.float64), "seen": 3})  # format 1: int count
+    assert old.value() == 3.0 and old.state_dict()["seen"].dtype == torch.float64
 
 
 def test_plateau_mode_from_metric_direction(tmp_path):
@@ -98,3 +117,22 @@ def test_colab_like_mirror_survives_losing_the_local_disk(tmp_path):
     res = make_run(drive, local=local, epochs=2).train(progress=False)
     assert res.resumed_from == {"epoch": 2, "batch": 0} and res.epochs_completed == 2
     assert torch.load(drive / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_study_trial_monitoring_an_object_metric_fails_before_training(tmp_path):
+    # study trials compute object AP only in the final evaluation; monitoring it used to fail with a bare
+    # KeyError after a whole epoch
+    from seglib.data.layouts import load_splits
+    from seglib.data.synthetic.blobs import generate_blobs
+    from seglib.tune.trial import BinaryTrial
+
+    splits = load_splits(generate_blobs(tmp_path / "data", n_train=4, n_val=2, size=32))[1]
+    spec = {"optimizer": "adam", "lr": 1e-3, "scheduler": "plateau", "loss": "bce_switching", "weight_decay": 0.0,
+            "dropout": 0.0, "train_fraction": 1.0, "augment": "none", "width_divisor": 16, "batchnorm": False,
+            "img_size": 32, "batch_size": 2, "epochs": 1, "patience": 20, "seed": 0, "invert": False, "data": "x",
+            "checkpoint_minutes": 5.0}
+    trial = BinaryTrial(spec, splits, data="d", workdir=tmp_path / "trial")
+    trial.cfg.monitor = "val_object_ap50"
+    with pytest.raises(ValueError, match=r"'val_object_ap50'.*train_loss, val_loss, val_.*val_pixel_ap"):
+        trial.trainer(progress=False)
+    assert not (tmp_path / "trial" / "checkpoints").exists()

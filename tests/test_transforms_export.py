@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from seglib.data.datasets import EpochSampler, SegmentationDataset
+from seglib.data.io import read_mask
 from seglib.data.layouts import Sample
 from seglib.data.transforms import (
     IMAGENET_MEAN,
@@ -20,8 +21,8 @@ from seglib.data.transforms import (
     normalize,
     size_for_epoch,
 )
-from seglib.export import pred_name, write_zip
-from seglib.predict import predict_samples
+from seglib.export import png_bytes, pred_name, write_zip
+from seglib.predict import class_id_dtype, predict_samples
 
 
 @pytest.fixture
@@ -127,3 +128,25 @@ def test_predictions_at_original_size_with_class_ids(sample):
     buf = BytesIO()
     Image.fromarray(pred).save(buf, format="PNG")
     assert np.array_equal(np.asarray(Image.open(buf)), pred)
+
+
+def test_class_ids_above_255_do_not_wrap(sample, tmp_path):
+    s, _, _ = sample
+
+    class Many(torch.nn.Module):  # 300 classes: class 299 on the left half, 44 (= 300 mod 256) on the right
+        def forward(self, x):
+            n, _, h, w = x.shape
+            out = torch.zeros(n, 300, h, w)
+            out[:, 299, :, : w // 2] = 5
+            out[:, 44, :, w // 2:] = 5
+            return out
+
+    (_, _, pred, _), = list(predict_samples(Many(), [s], 32))
+    assert pred.dtype == np.uint16 and pred[0, 0] == 299 and pred[0, -1] == 44
+    path = tmp_path / "Pred_001.png"
+    path.write_bytes(png_bytes(pred))
+    back = read_mask(path, 300)
+    assert back[0, 0] == 299 and np.array_equal(back, pred)  # a 16-bit PNG reads back as written
+    assert class_id_dtype(256) is np.uint8 and class_id_dtype(257) is np.uint16
+    with pytest.raises(ValueError, match="65537 classes"):
+        class_id_dtype(65537)

@@ -14,49 +14,84 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .io import DataError, check_pair_size, read_image, read_mask
+from .checks import check_sizes
+from .io import DataError, read_image, read_mask
 from .layouts import Sample
 from .transforms import apply, build_transform
 
 
-class SegmentationDataset(Dataset):
-    """Images and class-id masks for semantic segmentation.
+class EpochDataset(Dataset):
+    """Base of the datasets keyed by ``(epoch, index)``: the image side length comes from ``size(epoch)`` and
+    the augmentation randomness from ``(seed, epoch, index)`` (:func:`seglib.data.transforms.apply`).
+
+    A subclass sets :attr:`extra_targets` (albumentations ``additional_targets`` of its pipelines) and
+    implements :meth:`item`.
 
     Args:
-        samples: from a layout; a sample without a mask yields no ``"target"``.
-        n_classes: number of classes C (mask ids ``0..C-1``).
-        size: ``epoch -> side length`` (see :func:`seglib.data.transforms.size_fn`) or a fixed int.
-        augment: augmentation name (``"none"`` for val/test).
+        samples: the split's samples (any sample type).
+        size: ``epoch -> side length`` [px] (see :func:`seglib.data.transforms.size_fn`) or a fixed int.
+        augment: augmentation name in :data:`seglib.data.transforms.AUGMENTATIONS` (``"none"`` for val/test).
         seed: base seed of the augmentation randomness.
-        ignore_index: void label kept in targets (excluded by losses and metrics), or None.
 
-    Items (for key ``(epoch, index)`` or a plain ``index``, epoch 1):
-        ``{"input": float32 3 x S x S (normalised RGB), "target": int64 S x S class ids, "index": int}``
+    Keys: ``(epoch, index)`` from :class:`EpochSampler`, or a plain ``index`` meaning epoch 1.
 
     Raises:
-        DataError: (on access) unreadable files, an image/mask size mismatch, mask values >= C.
+        DataError: no samples.
     """
 
-    def __init__(self, samples: Sequence[Sample], n_classes: int, size: Callable[[int], int] | int,
-                 augment: str = "none", seed: int = 0, ignore_index: int | None = None):
+    extra_targets: dict[str, str] | None = None
+
+    def __init__(self, samples: Sequence, size: Callable[[int], int] | int, augment: str = "none", seed: int = 0):
         if not samples:
             raise DataError("dataset has no samples; check the split is not empty")
         self.samples = list(samples)
-        self.n_classes = n_classes
         self.size = size if callable(size) else (lambda _e, s=int(size): s)
-        self.augment = augment
-        self.seed = seed
-        self.ignore_index = ignore_index
+        self.augment, self.seed = augment, seed
         self._transforms: dict[int, object] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def transform(self, size: int):
-        """The (cached) albumentations pipeline for one size."""
+        """The (cached) albumentations pipeline for one side length [px]."""
         if size not in self._transforms:
-            self._transforms[size] = build_transform(size, self.augment)
+            self._transforms[size] = build_transform(size, self.augment, additional_targets=self.extra_targets)
         return self._transforms[size]
+
+    def augmented(self, epoch: int, index: int, **data) -> dict:
+        """``data`` (original-resolution arrays) through the pipeline of ``epoch``'s size with the randomness
+        of ``(seed, epoch, index)``."""
+        return apply(self.transform(self.size(epoch)), self.seed, epoch, index, **data)
+
+    def item(self, epoch: int, index: int) -> dict:
+        """The item ``{"input", "target" (when labelled), "index"}`` of sample ``index`` in ``epoch``."""
+        raise NotImplementedError
+
+    def __getitem__(self, key) -> dict:
+        epoch, index = key if isinstance(key, tuple) else (1, key)
+        return self.item(epoch, index)
+
+
+class SegmentationDataset(EpochDataset):
+    """Images and class-id masks for semantic segmentation.
+
+    Args:
+        samples: from a layout; a sample without a mask yields no ``"target"``.
+        n_classes: number of classes C (mask ids ``0..C-1``).
+        size, augment, seed: see :class:`EpochDataset`.
+        ignore_index: void label kept in targets (excluded by losses and metrics), or None.
+
+    Items (for key ``(epoch, index)`` or a plain ``index``, epoch 1):
+        ``{"input": float32 3 x S x S (normalised RGB), "target": int64 S x S class ids, "index": int}``
+
+    Raises:
+        DataError: no samples; on access, unreadable files, an image/mask size mismatch, mask values >= C.
+    """
+
+    def __init__(self, samples: Sequence[Sample], n_classes: int, size: Callable[[int], int] | int,
+                 augment: str = "none", seed: int = 0, ignore_index: int | None = None):
+        super().__init__(samples, size, augment, seed)
+        self.n_classes, self.ignore_index = n_classes, ignore_index
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Decoded ``(uint8 H x W x 3 image, H x W mask or None)`` at original resolution, checked."""
@@ -66,22 +101,46 @@ class SegmentationDataset(Dataset):
             return image, None
         mask = read_mask(s.mask, self.n_classes, self.ignore_index)
         if mask.shape != image.shape[:2]:
-            check_pair_size(s.image, s.mask)
+            check_sizes(s)
         return image, mask
 
-    def __getitem__(self, key) -> dict:
-        epoch, index = key if isinstance(key, tuple) else (1, key)
+    def item(self, epoch: int, index: int) -> dict:
+        """See the class docstring."""
         image, mask = self.load(index)
-        data = {"image": image} if mask is None else {"image": image, "mask": mask}
-        out = apply(self.transform(self.size(epoch)), self.seed, epoch, index, **data)
+        out = self.augmented(epoch, index, **({"image": image} if mask is None else {"image": image, "mask": mask}))
         item = {"input": out["image"], "index": index}
         if mask is not None:
             item["target"] = out["mask"].long()
         return item
 
 
+class BinaryDataset(SegmentationDataset):
+    """Binary segmentation: a :class:`SegmentationDataset` with 2 classes ({0, 255} masks read as {0, 1})
+    whose target is optionally inverted.
+
+    Args:
+        samples, size, augment, seed: see :class:`EpochDataset`.
+        invert: the target is ``1 - target`` (ISBI 2012: the membrane, stored as 0, becomes the positive class).
+
+    Items: ``{"input": float32 3 x S x S, "target": int64 S x S in {0, 1}, "index": int}``.
+    """
+
+    def __init__(self, samples: Sequence[Sample], size: Callable[[int], int] | int, augment: str = "none",
+                 seed: int = 0, invert: bool = False):
+        super().__init__(samples, 2, size, augment, seed)
+        self.invert = bool(invert)
+
+    def item(self, epoch: int, index: int) -> dict:
+        """See the class docstring."""
+        item = super().item(epoch, index)
+        if self.invert and "target" in item:
+            item["target"] = 1 - item["target"]
+        return item
+
+
 class EpochSampler(Sampler):
-    """Yields ``(epoch, index)`` keys: a permutation that is a pure function of ``(seed, epoch)``.
+    """Yields the ``(epoch, index)`` keys of an :class:`EpochDataset`: a permutation that is a pure function
+    of ``(seed, epoch)``.
 
     Call :meth:`set_epoch` before iterating; ``start_batch`` skips the batches already trained (mid-
     epoch resume).

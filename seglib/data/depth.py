@@ -25,12 +25,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from torch.utils.data import Dataset
 
-from ..models.dsresnet import INPUT_MODES
-from .depth_layouts import NEAR_VALUES, DepthSample, parse_near
-from .io import DataError, image_size, open_image, read_image
-from .transforms import apply, build_transform
+from .checks import check_sizes
+from .datasets import EpochDataset
+from .depth_layouts import INPUT_MODES, NEAR_VALUES, DepthSample, parse_near
+from .io import DataError, open_image, read_image
 
 BACKGROUND_CACHE_SIZE = 64
 """Decoded backgrounds kept per process: datasets reuse a few backgrounds for many composites."""
@@ -112,21 +111,6 @@ def read_binary_mask(path) -> np.ndarray:
         return (arr > 0).astype(np.uint8)
     half = 128 if arr.dtype == np.uint8 else (32768 if hi > 255 else 128)
     return (arr >= half).astype(np.uint8)
-
-
-def check_sizes(sample: DepthSample) -> tuple[int, int]:
-    """Header-only check that ``sample``'s image, mask and depth have one size; returns ``(width, height)``.
-
-    Raises:
-        DataError: a size mismatch (both files and sizes named) or an unreadable file.
-    """
-    size = image_size(sample.image)
-    for kind, p in (("mask", sample.mask), ("depth map", sample.depth)):
-        other = image_size(p)
-        if other != size:
-            raise DataError(f"{kind} {p} is {other[0]}x{other[1]} but its image {sample.image} is {size[0]}x{size[1]}; "
-                            f"re-export the {kind} at the image resolution")
-    return size
 
 
 @lru_cache(maxsize=BACKGROUND_CACHE_SIZE)
@@ -216,13 +200,13 @@ def load_sample(sample: DepthSample, inputs: str = "bg+bg_fg") -> dict[str, np.n
     return out
 
 
-class DepthSegDataset(Dataset):
+class DepthSegDataset(EpochDataset):
     """Depth + foreground-mask samples, resized per epoch and augmented on the inputs only.
 
     Args:
         samples: :class:`DepthSample` list (from :func:`seglib.data.depth_layouts.load_depth_splits`).
         size: ``epoch -> side length`` (see :func:`seglib.data.transforms.size_fn`) or a fixed int [px].
-        inputs: ``"bg+bg_fg"`` or ``"rgb"``.
+        inputs: one of :data:`~seglib.data.depth_layouts.INPUT_MODES` (``"bg+bg_fg"`` or ``"rgb"``).
         augment: name in ``AUGMENTATIONS``; ``"photometric"`` is seed 000's HSV + contrast (p = 0.25
             each), applied with identical parameters to ``bg`` and ``bg_fg`` and never to mask or depth.
         seed: base seed of the augmentation randomness (a function of seed, epoch, index).
@@ -243,30 +227,15 @@ class DepthSegDataset(Dataset):
 
     def __init__(self, samples: Sequence[DepthSample], size: Callable[[int], int] | int, inputs: str = "bg+bg_fg",
                  augment: str = "none", seed: int = 0):
-        if not samples:
-            raise DataError("dataset has no samples; check the split is not empty")
         if inputs not in INPUT_MODES:
             raise DataError(f"INPUTS must be one of {INPUT_MODES}, got {inputs!r}")
-        self.samples, self.inputs, self.augment, self.seed = list(samples), inputs, augment, seed
-        self.size = size if callable(size) else (lambda _e, s=int(size): s)
-        self._transforms: dict[int, object] = {}
+        super().__init__(samples, size, augment, seed)
+        self.inputs = inputs
+        self.extra_targets = {"depth": "mask", "valid": "mask", **({"bg": "image"} if inputs == "bg+bg_fg" else {})}
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def transform(self, size: int):
-        """The (cached) albumentations pipeline for one side length."""
-        if size not in self._transforms:
-            targets = {"depth": "mask", "valid": "mask"}
-            if self.inputs == "bg+bg_fg":
-                targets["bg"] = "image"
-            self._transforms[size] = build_transform(size, self.augment, additional_targets=targets)
-        return self._transforms[size]
-
-    def __getitem__(self, key) -> dict:
-        epoch, index = key if isinstance(key, tuple) else (1, key)
-        data = load_sample(self.samples[index], self.inputs)
-        out = apply(self.transform(self.size(epoch)), self.seed, epoch, index, **data)
+    def item(self, epoch: int, index: int) -> dict:
+        """See the class docstring."""
+        out = self.augmented(epoch, index, **load_sample(self.samples[index], self.inputs))
         target = {"depth": out["depth"].float()[None], "mask": out["mask"].float()[None],
                   "valid": out["valid"].float()[None]}
         x = {"bg": out["bg"], "bg_fg": out["image"]} if self.inputs == "bg+bg_fg" else out["image"]

@@ -1,4 +1,5 @@
-"""Layouts of depth + mask datasets (registered in :data:`seglib.data.layouts.LAYOUTS`).
+"""Layouts of depth + mask datasets, in their own registry :data:`DEPTH_LAYOUTS` (segmentation layouts are
+in :data:`seglib.data.layouts.SEGMENTATION_LAYOUTS`; neither accepts the other's names).
 
 ``modest`` -- MODEST Museum (seed 000; github.com/shan18/MODEST-Museum-Dataset)::
 
@@ -16,7 +17,8 @@
     Without pairs.csv files are matched by name: depth ``<stem>``, ``<stem>_depth`` or ``<stem>_Depth``,
     mask ``<stem>``, ``<stem>_GT`` or ``<stem>_mask``.
 
-Each layout draws a seeded train/val split (``val_fraction``); there is no test split. ``near`` is a
+Each layout draws the seeded train/val split of :func:`seglib.data.splits.seeded_split` (``val_fraction``);
+there is no test split. ``near`` is a
 per-dataset setting (``"bright"``, ``"dark"``, ``"auto"``); in ``"auto"`` a ``near_is`` column of
 ``pairs.csv`` sets it per sample (see :mod:`seglib.data.depth`).
 """
@@ -27,13 +29,16 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from ..registry import Registry
 from .io import IMAGE_EXTENSIONS, DataError, list_files
-from .layouts import LAYOUTS, find_folder, unmatched_error
+from .splits import find_folder, match_stems, seeded_split, unmatched_error
 
-DEPTH_LAYOUTS = ("modest", "fgbg", "rgbd")
+DEPTH_LAYOUTS = Registry("depth layout")
+"""Layouts of depth + mask datasets (``modest``, ``fgbg``, ``rgbd``): ``(root, *, seed, val_fraction, near) -> splits``."""
 NEAR_VALUES = ("bright", "dark")
+INPUT_MODES = ("bg+bg_fg", "rgb")
+"""Network inputs of a depth sample: background + composite (needs ``DepthSample.bg``) or the RGB image alone;
+used by :class:`seglib.data.depth.DepthSegDataset` and :class:`seglib.models.dsresnet.DSResNet`."""
 
 
 def parse_near(value, where: str = "") -> str:
@@ -85,18 +90,6 @@ def _near(setting: str, row: dict | None, where: str, default: str) -> str:
     return parse_near(col, where) if col else default
 
 
-def split_samples(samples: list, seed: int = 0, val_fraction: float = 0.2) -> dict[str, list]:
-    """Seeded train/val split (``np.random.default_rng(seed)`` permutation; at least one val sample when
-    ``val_fraction > 0`` and there are two or more samples); ``test`` is empty."""
-    order = np.random.default_rng(seed).permutation(len(samples))
-    n_val = int(round(len(samples) * val_fraction))
-    if val_fraction > 0 and len(samples) >= 2:
-        n_val = min(max(n_val, 1), len(samples) - 1)
-    val = sorted(order[:n_val].tolist())
-    train = sorted(order[n_val:].tolist())
-    return {"train": [samples[i] for i in train], "val": [samples[i] for i in val], "test": []}
-
-
 def _read_csv(path: Path, required: tuple[str, ...]) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -112,7 +105,7 @@ def _missing_error(missing: list[str], fix: str) -> DataError:
     return DataError(f"{len(missing)} missing file(s): {shown}. {fix}")
 
 
-@LAYOUTS.register("modest")
+@DEPTH_LAYOUTS.register("modest")
 def modest_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: str = "auto", **_) -> dict:
     """Samples listed in a MODEST ``file_map.txt`` (``near="auto"`` means bright = near, DenseDepth).
 
@@ -146,10 +139,10 @@ def modest_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near:
             samples.append(DepthSample(Path(fields[1]).stem, image, mask, depth, bg, setting))
     if missing:
         raise _missing_error(missing, f"add the files under {base} or remove those lines from {fmap}")
-    return split_samples(samples, seed, val_fraction)
+    return seeded_split(samples, seed, val_fraction, 0.0, "depth samples")
 
 
-@LAYOUTS.register("fgbg")
+@DEPTH_LAYOUTS.register("fgbg")
 def fgbg_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: str = "auto", **_) -> dict:
     """Samples of ``pairs.csv`` rows (image, mask, depth, bg; ``near="auto"``: the ``near_is`` column, else
     by bit depth when read -- 8-bit bright = near, 16-bit/float dark = near; see :mod:`seglib.data.depth`).
@@ -181,23 +174,10 @@ def fgbg_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
     if orphans:
         raise unmatched_error("depth maps without an image (not in pairs.csv)", orphans, base / "depth",
                          f"add a row for each to {table} or remove them")
-    return split_samples(samples, seed, val_fraction)
+    return seeded_split(samples, seed, val_fraction, 0.0, "depth samples")
 
 
-def _match(stems: dict[str, Path], files: list[Path], suffixes: tuple[str, ...]) -> tuple[dict, list[str]]:
-    found, orphans = {}, []
-    for p in files:
-        stem = p.stem
-        key = next((stem[: -len(s)] for s in suffixes if s and stem.endswith(s) and stem[: -len(s)] in stems),
-                   stem if stem in stems else None)
-        if key is None:
-            orphans.append(p.name)
-        else:
-            found[key] = p
-    return found, orphans
-
-
-@LAYOUTS.register("rgbd")
+@DEPTH_LAYOUTS.register("rgbd")
 def rgbd_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: str = "auto", **_) -> dict:
     """RGB-D samples: ``images/``, ``depth/``, ``masks_bin/`` (preferred) or ``masks/``, optional ``pairs.csv``.
 
@@ -234,8 +214,8 @@ def rgbd_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
         orphans = [p.name for p in list_files(base / "depth") if p.name not in used]
     else:
         images = {p.stem: p for p in list_files(base / "images")}
-        depths, orphans = _match(images, list_files(base / "depth"), ("_depth", "_Depth", "_d"))
-        masks, _ = _match(images, list_files(mask_dir), ("_GT", "_gt", "_mask"))
+        depths, orphans = match_stems(images, list_files(base / "depth"), ("_depth", "_Depth", "_d"))
+        masks, _ = match_stems(images, list_files(mask_dir), ("_GT", "_gt", "_mask"))
         lost = [f"images/{p.name} has no depth map" for s, p in images.items() if s not in depths]
         lost += [f"images/{p.name} has no mask in {mask_dir.name}/" for s, p in images.items() if s not in masks]
         if lost:
@@ -245,7 +225,7 @@ def rgbd_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, near: s
     if orphans:
         raise unmatched_error("depth maps without an image", orphans, base / "depth",
                          f"add the images to {base / 'images'} or remove the depth maps")
-    return split_samples(samples, seed, val_fraction)
+    return seeded_split(samples, seed, val_fraction, 0.0, "depth samples")
 
 
 def detect_depth_layout(root: Path) -> str:
@@ -276,12 +256,10 @@ def load_depth_splits(root: Path, layout: str = "auto", **kwargs) -> tuple[str, 
 
     Raises:
         DataError: layout problems, or an empty train or val split.
-        KeyError: an unknown layout name.
+        KeyError: a name that is not a depth layout, segmentation layouts included (lists the depth layouts).
     """
     name = detect_depth_layout(root) if layout == "auto" else layout
-    if name not in DEPTH_LAYOUTS:
-        raise KeyError(f"unknown depth layout {name!r}; valid: {', '.join(DEPTH_LAYOUTS)}")
-    splits = LAYOUTS.get(name)(Path(root), **kwargs)
+    splits = DEPTH_LAYOUTS.get(name)(Path(root), **kwargs)
     for split in ("train", "val"):
         if not splits.get(split):
             raise DataError(f"the {split} split of {root} ({name} layout) is empty: "

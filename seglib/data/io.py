@@ -147,13 +147,3 @@ def read_mask(
                 f"{max(bad) + 1}, or IGNORE_INDEX to the void label if that value marks unlabelled pixels"
             )
     return arr
-
-
-def check_pair_size(image_path: Path, mask_path: Path) -> None:
-    """Raise :class:`DataError` if the image and its mask differ in size (header-only check)."""
-    a, b = image_size(image_path), image_size(mask_path)
-    if a != b:
-        raise DataError(
-            f"image {image_path} is {a[0]}x{a[1]} but its mask {mask_path} is {b[0]}x{b[1]}; "
-            "masks must have the image's size (re-export the mask at the image resolution)"
-        )

@@ -1,6 +1,7 @@
 """Dataset layouts: find the (image, mask) samples of each split in a folder.
 
-Layouts (registry :data:`LAYOUTS`):
+Segmentation layouts (registry :data:`SEGMENTATION_LAYOUTS`; depth layouts have their own,
+:data:`seglib.data.depth_layouts.DEPTH_LAYOUTS`):
 
 ``jetcar`` -- the JetCar ImageSegmenter export (StefansAI/JetCar, ``docs/Model Training.md``)::
 
@@ -11,8 +12,8 @@ Layouts (registry :data:`LAYOUTS`):
 
     images/<name>.<ext>   masks/<name>.<ext>   [splits/{train,val,test}.txt]
 
-  Split files list one image file name per line (extension optional). Without them a seeded split
-  is drawn (``val_fraction``, ``test_fraction``).
+  Split files list one image file name per line (extension optional). Without them the seeded split of
+  :func:`seglib.data.splits.seeded_split` is drawn (``val_fraction``, ``test_fraction``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ..registry import Registry
-from .io import DataError, is_junk, list_files
+from .io import DataError, list_files
+from .splits import SPLITS, find_folder, seeded_split, split_counts, unmatched_error
 
-SPLITS = ("train", "val", "test")
-LAYOUTS = Registry("layout")
+SEGMENTATION_LAYOUTS = Registry("segmentation layout")
+"""Layouts of image + class-id mask datasets (``jetcar``, ``pairs``); a layout is
+``(root: Path, *, seed, val_fraction, test_fraction, **_) -> Splits``."""
+__all__ = ["SEGMENTATION_LAYOUTS", "SPLITS", "Sample", "Splits", "detect_layout", "load_splits", "split_counts"]
 
 
 @dataclass(frozen=True)
@@ -41,26 +43,7 @@ class Sample:
 Splits = dict[str, list[Sample]]
 
 
-def find_folder(root: Path, marker: str, depth: int = 3) -> Path | None:
-    """The first folder at or below ``root`` (breadth-first, ``depth`` levels) containing ``marker``."""
-    level = [root]
-    for _ in range(depth + 1):
-        nxt = []
-        for d in level:
-            if (d / marker).exists():
-                return d
-            nxt.extend(sorted(p for p in d.iterdir() if p.is_dir() and not is_junk(p.name)))
-        level = nxt
-    return None
-
-
-def unmatched_error(kind: str, names: list[str], folder: Path, fix: str) -> DataError:
-    """A :class:`DataError` listing up to five unmatched files of ``folder`` (``kind`` says what they lack) and the fix."""
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return DataError(f"{len(names)} {kind} in {folder}: {shown}; {fix}")
-
-
-@LAYOUTS.register("jetcar")
+@SEGMENTATION_LAYOUTS.register("jetcar")
 def jetcar_layout(root: Path, **_) -> Splits:
     """Samples of a JetCar ``DataSet`` folder (``root`` may be the DataSet folder or any parent up to 3 levels).
 
@@ -115,15 +98,16 @@ def _read_split_file(path: Path) -> list[str]:
     return names
 
 
-@LAYOUTS.register("pairs")
+@SEGMENTATION_LAYOUTS.register("pairs")
 def pairs_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, test_fraction: float = 0.0, **_) -> Splits:
-    """Samples of an ``images/`` + ``masks/`` folder, split by ``splits/*.txt`` or a seeded random split.
+    """Samples of an ``images/`` + ``masks/`` folder, split by ``splits/*.txt`` or :func:`seeded_split`.
 
-    Images without a mask go to the test split when a split file puts them there, else they are an error.
+    Images without a mask go to the test split (when a split file puts them there, or when no split file
+    exists); a split file putting one in train or val is an error.
 
     Raises:
         DataError: missing folders, images without masks (outside test), masks without images, a split
-            file naming a file that does not exist.
+            file naming a file that does not exist, too few labelled images for the seeded split.
     """
     root = Path(root)
     base = find_folder(root, "images")
@@ -152,12 +136,7 @@ def pairs_layout(root: Path, *, seed: int = 0, val_fraction: float = 0.2, test_f
                 assigned[split] = stems
     if not assigned:
         labelled = sorted(s for s in images if s in masks)
-        order = np.random.default_rng(seed).permutation(len(labelled))
-        n_val = int(round(len(labelled) * val_fraction))
-        n_test = int(round(len(labelled) * test_fraction))
-        shuffled = [labelled[i] for i in order]
-        assigned = {"val": sorted(shuffled[:n_val]), "test": sorted(shuffled[n_val:n_val + n_test]),
-                    "train": sorted(shuffled[n_val + n_test:])}
+        assigned = seeded_split(labelled, seed, val_fraction, test_fraction, f"labelled images in {base}")
         assigned["test"] += sorted(s for s in images if s not in masks)
     splits: Splits = {}
     for split in SPLITS:
@@ -194,10 +173,11 @@ def load_splits(root: Path, layout: str = "auto", **kwargs) -> tuple[str, Splits
 
     Raises:
         DataError: layout problems (see each layout), or an empty train or val split.
-        KeyError: an unknown layout name (the message lists valid ones).
+        KeyError: a name that is not a segmentation layout, depth layouts included (the message lists the
+            segmentation layouts only).
     """
     name = detect_layout(root) if layout == "auto" else layout
-    splits = LAYOUTS.get(name)(Path(root), **kwargs)
+    splits = SEGMENTATION_LAYOUTS.get(name)(Path(root), **kwargs)
     for split in ("train", "val"):
         if not splits.get(split):
             raise DataError(
@@ -205,8 +185,3 @@ def load_splits(root: Path, layout: str = "auto", **kwargs) -> tuple[str, Splits
                 + (" or let seglib draw a split by removing splits/" if name == "pairs" else "")
             )
     return name, splits
-
-
-def split_counts(splits: Splits) -> str:
-    """One line such as ``"train: 400 images, val: 60 images, test: 30 images"`` (as the JetCar notebook printed)."""
-    return ", ".join(f"{s}: {len(splits.get(s, []))} images" for s in SPLITS)

@@ -23,10 +23,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from ..registry import Registry
 from .io import DataError, is_junk
+from .synthetic import SYNTHETIC
 
-SYNTHETIC = Registry("synthetic generator")
 _DRIVE_URL = re.compile(r"drive\.google\.com/(?:file/d/|open\?id=|uc\?(?:export=download&)?id=)([\w-]{20,})")
 _DRIVE_ID = re.compile(r"^(?:gdrive:)?([\w-]{25,})$")
 
@@ -196,8 +195,6 @@ def resolve_data(
     text = str(data).strip()
     root = Path(cache) if cache else cache_dir()
     if text == "synthetic" or text.startswith("synthetic:"):
-        from . import synthetic as _generators  # noqa: F401  (registers the generators)
-
         name = text.partition(":")[2] or synthetic
         if not name:
             raise DataError(f"DATA={text!r}: say which generator, one of {SYNTHETIC.names()}")

@@ -12,7 +12,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from seglib.data.classes import colorize, default_class_table, palette
+from ..data.classes import colorize, default_class_table, palette
+from ..metrics.functional import image_miou, mask_iou
 
 GREY = np.array([128, 128, 128], np.uint8)
 
@@ -90,6 +91,9 @@ def overlay(image, mask, colors, alpha: float = 0.5, ignore_index: int | None = 
 def per_image_iou(pred, target, n_classes: int, ignore_index: int | None = None) -> float:
     """Mean IoU of one image over the classes present in ``pred`` or ``target``.
 
+    Checks the masks, then calls :func:`seglib.metrics.functional.image_miou` (the metrics' confusion-matrix
+    scores, so the viewer and the epoch metrics agree; the empty-mask rule is documented there).
+
     Args:
         pred, target: integer ``H x W`` ids in ``0..n_classes-1`` (or ``ignore_index``).
         n_classes: number of classes.
@@ -101,19 +105,7 @@ def per_image_iou(pred, target, n_classes: int, ignore_index: int | None = None)
     pred = check_mask(pred, n_classes, ignore_index, "pred")
     target = check_mask(target, n_classes, ignore_index, "target")
     _same_hw(pred, target, "pred", "target")
-    valid = np.ones(target.shape, bool) if ignore_index is None else target != ignore_index
-    p, t = pred[valid], target[valid]
-    if t.size == 0:
-        return float("nan")
-    p_ok = p != ignore_index if ignore_index is not None else np.ones(p.shape, bool)
-    inter = np.bincount(t[p == t], minlength=n_classes)[:n_classes]
-    area_p = np.bincount(p[p_ok], minlength=n_classes)[:n_classes]
-    area_t = np.bincount(t, minlength=n_classes)[:n_classes]
-    union = area_p + area_t - inter
-    present = union > 0
-    if ignore_index is not None and 0 <= ignore_index < n_classes:
-        present[ignore_index] = False
-    return float(np.mean(inter[present] / union[present])) if present.any() else float("nan")
+    return image_miou(pred, target, n_classes, ignore_index)
 
 
 def order_worst_first(scores) -> np.ndarray:
@@ -268,38 +260,41 @@ def error_map(pred, target, valid=None, vmax: float | None = None, cmap: str = "
 
     Returns ``uint8 H x W x 3``. Raises ``ValueError`` for mismatched shapes or non-float depths.
     """
-    pred, target = _as_depth(pred, "pred"), _as_depth(target, "target")
-    _same_hw(pred, target, "pred", "target")
-    ok = np.isfinite(pred) & np.isfinite(target)
-    if valid is not None:
-        valid = np.asarray(valid)
-        if valid.shape != ok.shape:
-            raise ValueError(f"valid is {valid.shape} but pred is {ok.shape}; give one flag per pixel")
-        ok &= valid.astype(bool)
+    pred, target, ok = _depth_pair(pred, target, valid, "pred", "target")
     err = np.abs(np.where(ok, pred - target, 0.0))
     top = float(err.max()) if vmax is None and ok.any() else (vmax or 0.0)
     return _cmap_rgb(err, 0.0, max(top, 1e-6), cmap, ~ok)
 
 
-def binary_iou(pred, target) -> float:
-    """Foreground IoU of two binary ``H x W`` masks (bool or 0/1 ints); NaN if both are empty."""
-    p = check_mask(pred, 2, None, "pred_mask").astype(bool)
-    t = check_mask(target, 2, None, "true_mask").astype(bool)
-    _same_hw(p, t, "pred_mask", "true_mask")
-    union = np.logical_or(p, t).sum()
-    return float(np.logical_and(p, t).sum() / union) if union else float("nan")
-
-
-def depth_rmse(pred, target, valid=None) -> float:
-    """Root-mean-square error of float ``H x W`` depths over valid, finite pixels; NaN if none."""
-    pred, target = _as_depth(pred, "pred_depth"), _as_depth(target, "true_depth")
-    _same_hw(pred, target, "pred_depth", "true_depth")
+def _depth_pair(pred, target, valid, pred_name: str, target_name: str):
+    """``(pred, target, ok)``: both depths as float ``H x W`` and the bool mask of pixels that are finite in both
+    and set in ``valid`` (optional, ``H x W``). Raises ``ValueError`` naming the argument that does not fit."""
+    pred, target = _as_depth(pred, pred_name), _as_depth(target, target_name)
+    _same_hw(pred, target, pred_name, target_name)
     ok = np.isfinite(pred) & np.isfinite(target)
     if valid is not None:
         valid = np.asarray(valid)
         if valid.shape != ok.shape:
-            raise ValueError(f"valid is {valid.shape} but depth is {ok.shape}; give one flag per pixel")
+            raise ValueError(f"valid is {valid.shape} but {pred_name} is {ok.shape}; give one flag per pixel")
         ok &= valid.astype(bool)
+    return pred, target, ok
+
+
+def binary_iou(pred, target) -> float:
+    """Foreground IoU of two binary ``H x W`` masks (bool or 0/1 ints), in [0, 1].
+
+    :func:`seglib.metrics.functional.mask_iou` (the depth metrics' ``mask_iou``): both masks empty
+    scores 1 (an empty prediction of an empty mask is perfect). Raises ``ValueError`` on bad masks.
+    """
+    p = check_mask(pred, 2, None, "pred_mask").astype(bool)
+    t = check_mask(target, 2, None, "true_mask").astype(bool)
+    _same_hw(p, t, "pred_mask", "true_mask")
+    return float(mask_iou(p[None], t[None], threshold=None)[0])
+
+
+def depth_rmse(pred, target, valid=None) -> float:
+    """Root-mean-square error of float ``H x W`` depths over valid, finite pixels; NaN if none."""
+    pred, target, ok = _depth_pair(pred, target, valid, "pred_depth", "true_depth")
     return float(np.sqrt(np.mean((pred[ok] - target[ok]) ** 2))) if ok.any() else float("nan")
 
 

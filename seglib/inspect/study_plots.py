@@ -11,12 +11,12 @@ import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..tune.studies import config_label
+from ..config import config_label
 from .plots import plot_history, plot_loss_comparison
 from .widgets import WidgetDisplay, png_output
 
-TABLE_COLUMNS = ("study", "config", "lr", "loss_value", "dice", "val_loss", "val_dice", "val_iou", "val_pixel_ap",
-                 "val_object_ap50", "best_epoch", "epochs")
+TABLE_COLUMNS = ("study", "config", "lr", "loss_value", "train_fg_dice", "val_loss", "val_fg_dice", "val_fg_iou",
+                 "val_pixel_ap", "val_object_ap50", "best_epoch", "epochs")
 
 
 def _fmt(v) -> str:
@@ -60,7 +60,7 @@ class Table:
         return str(self)
 
 
-def plot_study_scores(rows: list[dict], title: str = "", metric: str = "val_dice") -> Figure:
+def plot_study_scores(rows: list[dict], title: str = "", metric: str = "val_fg_dice") -> Figure:
     """Val Dice per config: a heat map when rows vary two factors (``optimizer`` x ``scheduler``),
     otherwise horizontal bars, best highlighted.
 
@@ -108,7 +108,7 @@ def plot_study_scores(rows: list[dict], title: str = "", metric: str = "val_dice
     return fig
 
 
-def plot_study_curves(results: list[dict], metrics=("train_loss", "val_loss", "val_dice")) -> Figure:
+def plot_study_curves(results: list[dict], metrics=("train_loss", "val_loss", "val_fg_dice")) -> Figure:
     """Training curves of every trial of a study on shared axes (legend = config)."""
     return plot_loss_comparison({config_label(r["key"]): r["history"] for r in results}, metrics)
 
@@ -244,11 +244,11 @@ class StudyExplorer(WidgetDisplay):
             return
         r = self.by_study[self.study.value][self.config.value]
         f = r["final"]
-        self.label.value = (f"<b>{html.escape(r['key'])}</b>: val Dice {f['val_dice']:.4f}, val IoU "
-                            f"{f['val_iou']:.4f}, val loss {f['val_loss']:.4f}, train Dice {f['train_dice']:.4f}; "
+        self.label.value = (f"<b>{html.escape(r['key'])}</b>: val Dice {f['val_fg_dice']:.4f}, val IoU "
+                            f"{f['val_fg_iou']:.4f}, val loss {f['val_loss']:.4f}, train Dice {f['train_fg_dice']:.4f}; "
                             f"best epoch {r['best_epoch']} of {r['epochs_completed']} ({r['state']})")
         preds = self.run.predictions(r, self.n)
-        self.output.outputs = (png_output(plot_history(r["history"], ["loss", "dice", "lr"]), dpi=80),
+        self.output.outputs = (png_output(plot_history(r["history"], ["loss", "fg_dice", "lr"]), dpi=80),
                                png_output(plot_config_predictions({"prediction": preds}, self.n), dpi=80))
         self.current = r
         self.render_count += 1

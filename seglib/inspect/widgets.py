@@ -195,8 +195,8 @@ class DepthSegViewer(_Viewer):
             ``[vmin, vmax]`` (default [0, 1]); valid_masks: optional N bool ``H x W`` (pixels with depth);
             names: N sample names; alpha: initial opacity; color: RGB foreground colour; cmap: depth map.
 
-    Attributes: ``widget``, ``ious`` (foreground IoU), ``rmses`` (depth RMSE over valid pixels),
-    ``order`` (worst IoU first when ticked), ``current_figure``, ``render_count``.
+    Attributes: ``widget``, ``ious`` (foreground IoU; 1 when both masks are empty), ``rmses`` (depth RMSE over
+    valid pixels), ``order`` (worst IoU first when ticked), ``current_figure``, ``render_count``.
     Raises ``ValueError`` on mismatched counts, shapes or dtypes.
     """
 

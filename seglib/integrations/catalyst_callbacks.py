@@ -1,5 +1,6 @@
-"""The Catalyst pieces of ``ENGINE="catalyst"`` that are not about state: criterion callbacks for seglib
-losses, seglib metrics and the prediction grid as Catalyst callbacks, the runner and the loggers.
+"""The Catalyst callbacks, runner and loggers of ``ENGINE="catalyst"``: criterion callbacks for seglib
+losses, seglib metrics and the prediction grid as Catalyst callbacks, and :class:`SeglibStateCallback`, the
+bridge from the runner's events to the one :class:`~seglib.train.state.TrainingState`.
 
 Catalyst batch keys (``SupervisedRunner(input_key="input", output_key="logits", target_key="target")``):
 ``input`` ``float N x 3 x H x W``, ``target`` ``int64 N x H x W`` (class ids), ``logits`` ``float N x C x H x W``,
@@ -14,8 +15,10 @@ import os
 import torch
 from torch import nn
 
-from ..losses import DiceIoUBCELoss, one_hot
-from ..train.trainer import grid_indices, select_rows, to_device
+from ..losses import DiceIoUBCELoss
+from ..tensors import one_hot, select_rows, to_device
+from ..train.checkpoint import set_rng_state
+from ..train.trainer import grid_indices
 from . import catalyst_compat
 
 catalyst_compat.apply()  # raises CatalystMissing with the install recipe when Catalyst is absent
@@ -180,3 +183,62 @@ class QuietConsoleLogger(dl.ConsoleLogger):
 
     def log_metrics(self, *args, **kwargs) -> None:
         pass
+
+
+class SeglibStateCallback(ICheckpointCallback):
+    """Drives the :class:`~seglib.train.state.TrainingState` from the runner's events, after every other
+    callback (so Catalyst's scheduler has stepped before the state counts early stopping and saves).
+
+    Per train batch the state counts the step (callbacks, mid-epoch ``last.pt``); per validation batch it
+    adds the loss to its validation mean; at each loader's end that mean (weighted by valid samples, the
+    seglib rule) replaces Catalyst's ``loss`` for the scheduler and the loggers; at the epoch's end the
+    state records it and ``runner.need_early_stop`` follows its early stopping. Being an
+    ``ICheckpointCallback`` keeps Catalyst from adding its own checkpointing.
+
+    Args:
+        state: the run's state (``state.runner`` is set to the runner for its checkpoint counters).
+        metrics: the :class:`SeglibMetricsCallback` whose ``last`` result is the epoch's validation metrics.
+        resume: None on a fresh start, else ``{"rng", "batch_step", "sample_step"}`` of the checkpoint: the
+            runner counters (reset by the runner at experiment start) and, for a mid-epoch resume, the RNG
+            state to continue from (Catalyst reseeds at every loader start).
+    """
+
+    def __init__(self, state, metrics: SeglibMetricsCallback, resume: dict | None):
+        super().__init__()
+        self.order = CallbackOrder.External + 10
+        self.state, self.metrics, self.resume = state, metrics, resume
+
+    def on_experiment_start(self, runner) -> None:
+        """Give the state the runner; on resume, set the counters the runner has just reset."""
+        self.state.runner = runner
+        if self.resume is not None:
+            runner.epoch_step = self.state.epoch
+            runner.batch_step, runner.sample_step = self.resume["batch_step"], self.resume["sample_step"]
+
+    def on_loader_start(self, runner) -> None:
+        """``begin_train`` (after restoring the killed run's RNG on a mid-epoch resume) or ``begin_valid``."""
+        if not runner.is_train_loader:
+            self.state.begin_valid(runner.epoch_step)
+            return
+        if self.state.batch and self.resume is not None:  # mid-epoch resume: the killed run's RNG stream
+            set_rng_state(self.resume["rng"])
+        self.state.begin_train(runner.epoch_step)
+
+    def on_batch_end(self, runner) -> None:
+        """Train: ``end_batch`` (the step is done: Backward/OptimizerCallback ran before); valid: the loss mean."""
+        loss, target = runner.batch_metrics["loss"], runner.batch["target"]
+        if runner.is_train_loader:
+            self.state.end_batch(loss, target)
+        else:
+            self.state.val_mean.add(loss, target, self.state.cfg.ignore_index)
+
+    def on_loader_end(self, runner) -> None:
+        """The loader's ``loss`` becomes the state's epoch mean (seen by the scheduler and the loggers)."""
+        mean = self.state.train_mean if runner.is_train_loader else self.state.val_mean
+        runner.loader_metrics["loss"] = mean.value()
+
+    def on_epoch_end(self, runner) -> None:
+        """``end_epoch`` (Catalyst's SchedulerCallback has stepped); stop the runner on early stopping."""
+        self.state.end_epoch(runner.epoch_step, self.metrics.last, extra=runner.epoch_metrics["valid"],
+                             step_scheduler=False)
+        runner.need_early_stop = self.state.early.should_stop  # the runner stops before the next epoch

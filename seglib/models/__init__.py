@@ -1,4 +1,6 @@
-"""Model registry (:data:`MODELS`) and the segmentation-models-pytorch encoder U-Net with an offline fallback.
+"""Models by name: the registry (:mod:`.registry`: :data:`MODELS`, :func:`build_model`), the baseline U-Net
+(:mod:`.unet`), DSResNet (:mod:`.dsresnet`) and the segmentation-models-pytorch encoder U-Net with an
+offline fallback (here).
 
 ``build_model(name, **kwargs)`` looks a model up by name; every model returns logits
 (``float N x C x H x W``) for an input ``float N x 3 x H x W`` normalised RGB image.
@@ -13,9 +15,11 @@ import warnings
 from torch import nn
 
 from .. import _torchvision_guard
-from ..registry import Registry
+from . import dsresnet as _dsresnet  # noqa: F401  (registers "dsresnet")
+from . import unet as _unet  # noqa: F401  (registers "unet": the baseline U-Net, issue 4)
+from .registry import MODELS, build_model
 
-MODELS = Registry("model")
+__all__ = ["MODELS", "build_model", "encoder_parameter_names", "hub_reachable", "smp_model"]
 
 
 def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -92,16 +96,8 @@ def smp_any(classes: int, arch: str = "Unet", encoder: str = "resnet34", encoder
     return smp_model(arch, encoder, classes=classes, in_channels=in_channels, encoder_weights=encoder_weights, **kwargs)
 
 
-def build_model(name: str, **kwargs) -> nn.Module:
-    """Build the registered model ``name`` with ``kwargs``. Raises ``KeyError`` listing valid names."""
-    return MODELS.get(name)(**kwargs)
-
-
 def encoder_parameter_names(model: nn.Module) -> set[str]:
     """Names of parameters that belong to the encoder (prefix ``encoder.``; models may override with
     an ``encoder_prefixes`` attribute)."""
     prefixes = tuple(getattr(model, "encoder_prefixes", ("encoder.",)))
     return {n for n, _ in model.named_parameters() if n.startswith(prefixes)}
-
-from . import dsresnet as _dsresnet  # noqa: E402,F401  (registers "dsresnet")
-from . import unet as _unet  # noqa: E402,F401  (registers "unet": the baseline U-Net, issue 4)

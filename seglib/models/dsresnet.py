@@ -24,10 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import MODELS
-
-INPUT_MODES = ("bg+bg_fg", "rgb")
-"""``inputs`` values of :class:`DSResNet` (and of :class:`seglib.data.depth.DepthSegDataset`, which imports it)."""
+from ..data.depth_layouts import INPUT_MODES
+from .registry import MODELS
 
 
 class DoubleConvBlock(nn.Module):

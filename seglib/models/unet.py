@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .registry import MODELS
+
 BASE_WIDTHS = (64, 128, 256, 512, 1024)
 DROPOUT_BLOCKS = ("all", "encoder", "bottleneck")
 
@@ -114,16 +116,9 @@ class UNet(nn.Module):
         return self.head(x)
 
 
+@MODELS.register("unet")
 def unet(classes: int = 1, in_channels: int = 3, width_divisor: int = 4, batchnorm: bool = False,
          dropout: float = 0.0, dropout_blocks: str = "all") -> UNet:
     """Registry factory of :class:`UNet` (``MODELS["unet"]``)."""
     return UNet(classes, in_channels, width_divisor, batchnorm, dropout, dropout_blocks)
 
-
-def _register() -> None:
-    from . import MODELS
-
-    MODELS.register("unet", unet)
-
-
-_register()

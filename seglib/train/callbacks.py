@@ -1,11 +1,15 @@
-"""Stateful training helpers with ``state_dict``/``load_state_dict``: best tracking and early stopping.
+"""Stateful training helpers with ``state_dict``/``load_state_dict``: best tracking, early stopping and the
+epoch loss mean.
 
-Both read the monitored metric's direction from :func:`seglib.metrics.higher_is_better`.
+The first two read the monitored metric's direction from :func:`seglib.metrics.higher_is_better`.
 """
 
 from __future__ import annotations
 
+import torch
+
 from ..metrics import higher_is_better, is_improvement
+from ..tensors import valid_samples
 
 
 class BestTracker:
@@ -30,9 +34,11 @@ class BestTracker:
         return False
 
     def state_dict(self) -> dict:
+        """``{"monitor", "value", "epoch"}`` (value and epoch None before the first epoch)."""
         return {"monitor": self.monitor, "value": self.value, "epoch": self.epoch}
 
     def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict`; a best of another monitor is forgotten."""
         if state.get("monitor", self.monitor) != self.monitor:
             # a different metric: the old best says nothing about the new one
             self.value, self.epoch = None, None
@@ -60,11 +66,55 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
+        """True once ``wait`` reached the patience (never with patience None)."""
         return self.patience is not None and self.wait >= max(1, self.patience)
 
     def state_dict(self) -> dict:
+        """``{"wait", "best"}``; the patience is not saved: it always comes from the configuration."""
         return {"wait": self.wait, "best": self.tracker.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict` (keeps this object's patience)."""
         self.wait = int(state["wait"])
         self.tracker.load_state_dict(state["best"])
+
+
+class LossMean:
+    """Epoch mean of per-batch losses, each batch weighted by :func:`seglib.tensors.valid_samples` (its
+    samples with at least one pixel not ``ignore_index``), accumulated in ``float64`` on the loss's device.
+
+    A batch whose every pixel is ignored has weight 0 and leaves the mean unchanged (its loss, 0 or even
+    NaN, is multiplied by nothing). :meth:`add` does no host synchronisation; :meth:`value` does one.
+
+    Args:
+        device: where the two running sums live (the training device).
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.sum = torch.zeros((), dtype=torch.float64, device=device)
+        self.weight = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, loss: torch.Tensor, target, ignore_index: int | None = None) -> None:
+        """Add one batch: ``loss`` a 0-dim tensor (the batch's mean loss), ``target`` the batch target
+        (``int64 N x H x W`` class ids, or a nested batch: then every sample counts)."""
+        w = valid_samples(target, ignore_index).to(self.weight.device)
+        self.sum += torch.where(w > 0, loss.detach().double() * w, torch.zeros_like(w))
+        self.weight += w
+
+    def value(self) -> float:
+        """The weighted mean; 0.0 when nothing with weight was added."""
+        return float(self.sum / self.weight.clamp(min=1.0))
+
+    def reset(self) -> None:
+        """Start a new epoch."""
+        self.sum.zero_()
+        self.weight.zero_()
+
+    def state_dict(self) -> dict:
+        """``{"loss_sum", "seen"}`` as CPU ``float64`` 0-dim tensors (the checkpoint's ``train_acc``)."""
+        return {"loss_sum": self.sum.detach().cpu(), "seen": self.weight.detach().cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict`; also reads format-1 checkpoints, whose ``seen`` is an ``int``."""
+        self.sum = torch.as_tensor(state["loss_sum"], dtype=torch.float64).to(self.sum.device).clone()
+        self.weight = torch.as_tensor(state["seen"], dtype=torch.float64).to(self.weight.device).clone()

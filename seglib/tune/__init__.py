@@ -1,2 +1,8 @@
-"""Hyperparameter tuning for the U-Net study (issue 4): study definitions (:mod:`.studies`), the LR
-searches (:mod:`.lr_search`), one resumable trial (:mod:`.trial`) and the Optuna engine (:mod:`.study`)."""
+"""Hyperparameter tuning for the U-Net study (issue 4). One word, one meaning: a *study* is one Optuna study
+over one grid of trial specs.
+
+- :mod:`.specs`: trial specs, :class:`~.specs.StudyGrid` (the grid of one study) and the grids of seed 004;
+- :mod:`.lr_search`: the two LR search procedures;
+- :mod:`.trial`: one resumable trial (:class:`~.trial.BinaryTrial`, an Experiment);
+- :mod:`.worker`: the Optuna work queue that runs the studies' trials (:class:`~.worker.StudyWorker`).
+"""

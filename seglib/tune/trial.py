@@ -1,13 +1,15 @@
 """One trial of a study: a binary U-Net training in its own folder, resumable, with a ``result.json``.
 
-:class:`BinaryTrial` is an :class:`seglib.experiment.Experiment` whose data are the study's shared
-splits: the training pool cut to ``spec["train_fraction"]`` (nested subsets: 20 % is inside 40 % ...)
-and the fixed held-out validation split, never augmented and never training data. :func:`execute`
+:class:`BinaryTrial` is an :class:`seglib.experiment.Experiment`. Given the study's shared splits it
+trains on the training pool cut to ``spec["train_fraction"]`` (nested subsets: 20 % is inside 40 % ...)
+and validates on the fixed held-out split, never augmented and never training data; without splits its
+:meth:`~seglib.experiment.Experiment.prepare` reads them (what :class:`seglib.hparam.HParamRun` does once
+for the whole study). :func:`execute`
 trains it (resuming from ``checkpoints/last.pt`` after any interruption), evaluates the best
 checkpoint on the un-augmented training subset and on validation, logs the hyperparameters to
 TensorBoard's HParams view and writes ``result.json`` atomically. A finished trial is never retrained,
 and a spec already finished in another study (same hash) is reused instead of trained again.
-:func:`check_binary_masks` and :func:`data_id` check and identify the study's data once.
+:func:`data_id` identifies the study's data.
 """
 
 from __future__ import annotations
@@ -21,16 +23,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from ..data.datasets import SegmentationDataset
-from ..data.io import DataError, check_pair_size, image_size, read_mask
+from ..data.checks import check_samples, read_binary_mask_values
+from ..data.datasets import BinaryDataset
+from ..data.io import read_mask
+from ..data.layouts import load_splits
 from ..data.transforms import denormalize
 from ..experiment import Experiment
 from ..losses import build_loss  # seglib.losses registers the binary losses
-from ..metrics_binary import BinaryMetrics
+from ..metrics import BinaryMetrics, upgrade_keys
+from ..predict import predict_logits
 from ..train.checkpoint import atomic_write_json, mirror
-from .studies import make_config, spec_hash
+from .specs import make_config, spec_hash
 
 RESULT_FORMAT = "seglib-hparam-trial/1"
 BINARY_COLORS = np.array([[40, 40, 40], [255, 200, 0]], np.uint8)
@@ -44,48 +48,6 @@ class StopTrial(Exception):
     def __init__(self, state: str, message: str = ""):
         super().__init__(message or state)
         self.state = state
-
-
-class BinaryDataset(Dataset):
-    """A :class:`SegmentationDataset` with 2 classes whose target is optionally inverted.
-
-    Items: ``{"input": float32 3 x S x S, "target": int64 S x S in {0, 1}, "index": int}``; with
-    ``invert`` the target is ``1 - target`` (ISBI 2012: the membrane, stored as 0, becomes the positive class).
-    """
-
-    def __init__(self, base: SegmentationDataset, invert: bool = False):
-        self.base, self.invert = base, bool(invert)
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key) -> dict:
-        item = self.base[key]
-        if self.invert and "target" in item:
-            item["target"] = 1 - item["target"]
-        return item
-
-
-def check_binary_masks(samples) -> None:
-    """Read every sample's mask once: values within {0, 1} or {0, 255}, size equal to its image's (header only).
-
-    Args:
-        samples: :class:`~seglib.data.layouts.Sample` objects with ``image`` and ``mask`` paths.
-
-    Raises:
-        DataError: an unreadable file, a mask of other values or of another size; the message names the
-            file and the fix.
-    """
-    for s in samples:
-        raw = read_mask(s.mask, 1 << 32)  # grey values as stored (no class-id limit, nothing mapped to {0, 1})
-        values = np.unique(raw).tolist()
-        if not (set(values) <= {0, 1} or set(values) <= {0, 255}):
-            raise DataError(f"mask {s.mask} has values {values[:10]}{' ...' if len(values) > 10 else ''}; "
-                            "a binary mask holds only {0, 1} or {0, 255} (foreground 1 or 255). Threshold it "
-                            "(e.g. 255 * (mask > 127)) and save it as PNG, or remove it from the dataset")
-        w, h = image_size(s.image)
-        if raw.shape != (h, w):
-            check_pair_size(s.image, s.mask)
 
 
 def data_id(root, splits: dict) -> str:
@@ -124,33 +86,52 @@ def nested_subset(samples: list, fraction: float, seed: int) -> list:
 
 
 class BinaryTrial(Experiment):
-    """A binary-segmentation training of one spec on shared splits.
+    """A binary-segmentation training of one spec, on given splits or on the data it prepares.
 
     Args:
-        spec: a full spec (see :mod:`seglib.tune.studies`); ``spec["invert"]`` inverts the masks.
-        splits: ``{"train": pool, "val": held-out}`` samples of the study.
-        data: the study's ``DATA`` value (recorded as in every :class:`Experiment`).
+        spec: a full spec (see :mod:`seglib.tune.specs`); ``spec["invert"]`` inverts the masks.
+        splits: ``{"train": pool, "val": held-out}`` samples of the study; None: :meth:`prepare` reads them
+            from ``data`` (whole pool, no train-fraction cut).
+        data: the study's ``DATA`` value (``"synthetic"`` = seeded cell blobs; recorded in the summary).
         workdir / local: the trial's folders.
         device: ``"cpu"``/``"cuda"``; default CUDA when available.
+        val_fraction, smoke, synthetic_kwargs: used by :meth:`prepare` (seeded split when the data has no
+            ``splits/`` files; a smoke subset; the generator's arguments).
 
-    Validation during training computes Dice, IoU and pixel AP only (the monitored ``val_dice`` needs no
+    Validation during training computes Dice, IoU and pixel AP only (the monitored ``val_fg_dice`` needs no
     more); object AP@0.5 (connected components on the CPU) is computed by :meth:`evaluate`.
     """
 
-    def __init__(self, spec: dict, splits: dict, *, data: str, workdir, local=None, device: str | None = None):
+    SYNTHETIC = "blobs"
+    SMOKE_SYNTHETIC = {"n_train": 12, "n_val": 4, "size": 64}
+    SMOKE_COUNTS = {"train": 8, "val": 4}
+
+    def __init__(self, spec: dict, splits: dict | None = None, *, data: str, workdir, local=None,
+                 device: str | None = None, val_fraction: float = 0.2, smoke: bool = False,
+                 synthetic_kwargs: dict | None = None):
         cfg = make_config(spec, experiment=Path(workdir).name)
         if cfg.num_workers is None:  # not the trainer's default (up to 2 CPU / 8 CUDA workers): small images
             cfg.num_workers = 0 if not torch.cuda.is_available() or device == "cpu" else 2
-        super().__init__(cfg, data, workdir=workdir, local=local, notebook="hyperparameter_study", device=device)
-        self.spec, self.invert = spec, bool(spec.get("invert", False))
+        super().__init__(cfg, data, workdir=workdir, local=local, synthetic_kwargs=synthetic_kwargs, smoke=smoke,
+                         notebook="hyperparameter_study", device=device)
+        self.spec, self.invert, self.val_fraction = spec, bool(spec.get("invert", False)), float(val_fraction)
         self.objects = False
-        self.splits = {"train": nested_subset(splits["train"], spec["train_fraction"], spec["seed"]),
-                       "val": list(splits["val"])}
+        if splits is not None:
+            self.splits = {"train": nested_subset(splits["train"], spec["train_fraction"], spec["seed"]),
+                           "val": list(splits["val"])}
+
+    def read_layout(self, root: Path) -> tuple[str, dict]:
+        """The train pool and the held-out val split of a segmentation layout (a test split is dropped)."""
+        layout, splits = load_splits(root, "auto", seed=self.cfg.seed, val_fraction=self.val_fraction)
+        return layout, {"train": splits["train"], "val": splits["val"]}
+
+    def check(self) -> None:
+        """Every mask holds {0, 1} or {0, 255} and has its image's size (:func:`seglib.data.checks.check_samples`)."""
+        check_samples(self.splits["train"] + self.splits["val"], read_binary_mask_values)
 
     def dataset(self, split: str, augment: str | None = None) -> BinaryDataset:
         """``split`` as a :class:`BinaryDataset`; only ``"train"`` gets the configured augmentation."""
-        aug = augment if augment is not None else (self.cfg.augment if split == "train" else "none")
-        return BinaryDataset(SegmentationDataset(self.splits[split], 2, self.cfg.img_size, aug, self.cfg.seed),
+        return BinaryDataset(self.splits[split], self.cfg.img_size, self.augmentation(split, augment), self.cfg.seed,
                              self.invert)
 
     def loss(self):
@@ -178,7 +159,7 @@ class BinaryTrial(Experiment):
         """Loss and :class:`BinaryMetrics` scores of checkpoint ``which`` on un-augmented ``split``.
 
         Returns:
-            ``{"loss", "dice", "iou", "precision", "recall", "pixel_ap"}`` floats, plus ``"object_ap50"``,
+            ``{"loss", "fg_dice", "fg_iou", "precision", "recall", "pixel_ap"}`` floats, plus ``"object_ap50"``,
             ``"objects_true"``, ``"objects_pred"`` when ``objects``.
 
         Raises:
@@ -191,30 +172,34 @@ class BinaryTrial(Experiment):
         finally:
             self.objects = False
 
-    @torch.no_grad()
     def predict(self, split: str = "val", n: int = 4, which: str = "best") -> dict:
-        """The first ``n`` samples of ``split`` at the training size: ``{"names", "images" (uint8 S x S x 3),
-        "true" (uint8 S x S), "pred" (uint8 S x S), "prob" (float32 S x S)}``."""
-        model, ds = self.load_model(which), self.dataset(split, "none")
+        """The first ``n`` samples of ``split`` at their original size (:func:`seglib.predict.predict_logits`):
+        ``{"names", "images" (uint8 H x W x 3), "true" (uint8 H x W in {0, 1}, inverted with the spec),
+        "pred" (uint8 H x W, probability > 0.5), "prob" (float32 H x W)}``.
+
+        Raises:
+            FileNotFoundError: no checkpoint yet; DataError: unreadable files.
+        """
         out = {"names": [], "images": [], "true": [], "pred": [], "prob": []}
-        for i in range(min(n, len(ds))):
-            item = ds[i]
-            prob = torch.sigmoid(model(item["input"][None].to(self.device)))[0, 0].float().cpu().numpy()
-            out["names"].append(self.splits[split][i].name)
-            out["images"].append(denormalize(item["input"]))
-            out["true"].append(item["target"].numpy().astype(np.uint8))
-            out["pred"].append((prob > 0.5).astype(np.uint8))
-            out["prob"].append(prob)
+        samples = self.splits[split][:n]
+        for s, d, (logits,) in predict_logits(self.load_model(which), samples, self.cfg.img_size, self.device,
+                                              self.cfg.batch_size):
+            prob = torch.sigmoid(logits[0]).numpy()
+            true = read_mask(s.mask, 2)
+            for k, v in zip(out, (s.name, d["image"], (1 - true if self.invert else true).astype(np.uint8),
+                                  (prob > 0.5).astype(np.uint8), prob)):
+                out[k].append(v)
         return out
 
 
 def load_result(folder) -> dict | None:
-    """``folder/result.json`` of a finished trial, or None."""
+    """``folder/result.json`` of a finished trial, or None; keys written before issue 9 (``val_dice``, ...) come back
+    renamed (:func:`seglib.metrics.upgrade_keys`)."""
     path = Path(folder) / "result.json"
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        return upgrade_keys(json.loads(path.read_text()), BinaryMetrics.task)
     except json.JSONDecodeError:
         return None
 
@@ -256,8 +241,8 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
 
     Returns:
         ``{"format", "study", "key", "hash", "params", "spec", "state" ("complete"|"pruned"),
-        "epochs_completed", "best_epoch", "best_val_dice", "stopped_early", "steps", "steps_per_epoch",
-        "final" {train_loss, train_dice, val_loss, val_dice, val_iou, val_pixel_ap, val_object_ap50, ...},
+        "epochs_completed", "best_epoch", "best_val_fg_dice", "stopped_early", "steps", "steps_per_epoch",
+        "final" {train_loss, train_fg_dice, val_loss, val_fg_dice, val_fg_iou, val_pixel_ap, val_object_ap50, ...},
         "history", "resumed_from", "reused_from", "seconds"}``.
 
     Raises:
@@ -289,18 +274,18 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
             raise
         state = "pruned"
     history = list(trainer.history)
-    final = {f"train_{k}": v for k, v in trial.evaluate("train", objects=False).items() if k in ("loss", "dice", "iou")}
+    final = {f"train_{k}": v for k, v in trial.evaluate("train", objects=False).items() if k in ("loss", "fg_dice", "fg_iou")}
     final.update({f"val_{k}": v for k, v in trial.evaluate("val").items()})
     result = {
         "format": RESULT_FORMAT, "study": study, "key": key, "hash": h, "params": params, "spec": trial.spec,
         "state": state, "epochs_completed": trainer.epoch, "best_epoch": trainer.best.epoch,
-        "best_val_dice": trainer.best.value, "stopped_early": trainer.early.should_stop, "steps": trainer.step,
+        "best_val_fg_dice": trainer.best.value, "stopped_early": trainer.early.should_stop, "steps": trainer.step,
         "steps_per_epoch": trainer.n_batches, "train_images": len(trial.splits["train"]),
         "final": final, "history": history, "resumed_from": trainer.resumed_from, "reused_from": None,
         "seconds": time.monotonic() - t0,
     }
-    metrics = {"hparam/val_dice": final["val_dice"], "hparam/val_loss": final["val_loss"],
-               "hparam/train_dice": final["train_dice"]}
+    metrics = {"hparam/val_fg_dice": final["val_fg_dice"], "hparam/val_loss": final["val_loss"],
+               "hparam/train_fg_dice": final["train_fg_dice"]}
     write_hparams(trial.ws.local / "tensorboard", trial.spec, metrics)
     mirror(trial.ws.local, trial.ws.workdir, ["tensorboard"])
     atomic_write_json(folder / "result.json", result)

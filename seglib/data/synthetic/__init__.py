@@ -1,8 +1,12 @@
-"""Datasets seglib generates itself, registered in :data:`seglib.data.sources.SYNTHETIC`."""
+"""Datasets seglib generates itself, in the registry :data:`SYNTHETIC` (``DATA="synthetic:<name>"``, read by
+:func:`seglib.data.sources.resolve_data`). Each generator module is imported only when it is used."""
 
 from __future__ import annotations
 
-from ..sources import SYNTHETIC
+from ...registry import Registry
+
+SYNTHETIC = Registry("synthetic generator")
+"""``name -> generator(root, **kwargs) -> Path`` of the dataset folder written (once) under ``root``."""
 
 
 @SYNTHETIC.register("streets")

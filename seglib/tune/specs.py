@@ -1,4 +1,5 @@
-"""The studies of seed 004 as data: each is a grid of trial specs run by the seglib trainer.
+"""Trial specs and the study grids of seed 004: each study is a grid (:class:`StudyGrid`) of trial specs run
+by the seglib trainer (the Optuna side, one Optuna study per grid, is :mod:`seglib.tune.worker`).
 
 A *spec* is a flat JSON-able dict that fully defines one training (model width, data handling,
 optimizer, LR, scheduler, regularisation, loss, augmentation, epochs, seed); :func:`make_config` turns it
@@ -50,11 +51,11 @@ def seed_lr(optimizer: str, loss: str) -> float:
 
 
 @dataclass(frozen=True)
-class Study:
-    """One study: a grid over ``space`` (Optuna ``GridSampler`` search space) applied to the base spec.
+class StudyGrid:
+    """The grid of one study: ``space`` (Optuna ``GridSampler`` search space) applied to the base spec.
 
     Attributes:
-        name: identifier used in ``STUDIES`` and folder names.
+        name: identifier used in the notebook's ``STUDIES`` list and in folder names.
         space: ``{factor: values}``; factors are spec keys; ``optimizer`` also sets ``lr``.
     """
 
@@ -84,36 +85,36 @@ class Study:
         return "-".join(parts)
 
 
-STUDIES: dict[str, Study] = {s.name: s for s in [
+STUDY_GRIDS: dict[str, StudyGrid] = {s.name: s for s in [
     # optimizer x LR scheduler (LR per optimizer from the LR search)
-    Study("optimizer_scheduler", {"optimizer": OPTIMIZER_NAMES, "scheduler": SCHEDULER_NAMES}),
+    StudyGrid("optimizer_scheduler", {"optimizer": OPTIMIZER_NAMES, "scheduler": SCHEDULER_NAMES}),
     # fraction of the training pool (fixed held-out validation set)
-    Study("train_fraction", {"train_fraction": (0.2, 0.4, 0.6, 0.8, 1.0)}),
+    StudyGrid("train_fraction", {"train_fraction": (0.2, 0.4, 0.6, 0.8, 1.0)}),
     # weight decay (L2 added to the gradient, torch convention)
-    Study("weight_decay", {"weight_decay": (0.1, 0.01, 0.001)}),
-    Study("dropout", {"dropout": (0.0, 0.2, 0.5)}),  # after every U-Net block
-    Study("loss", {"loss": LOSS_NAMES}),
+    StudyGrid("weight_decay", {"weight_decay": (0.1, 0.01, 0.001)}),
+    StudyGrid("dropout", {"dropout": (0.0, 0.2, 0.5)}),  # after every U-Net block
+    StudyGrid("loss", {"loss": LOSS_NAMES}),
     # augmentation of the training data only (rotation +-20 deg, h/v flips p 0.5)
-    Study("augmentation", {"augment": ("none", "rotate_flips")}),
+    StudyGrid("augmentation", {"augment": ("none", "rotate_flips")}),
 ]}
 """All studies, in the order the notebook runs them."""
 
 
-def get_studies(names) -> list[Study]:
-    """The :class:`Study` objects for ``names`` (a name, a list of names, or ``"all"``/None for every study).
+def get_grids(names) -> list[StudyGrid]:
+    """The :class:`StudyGrid` objects for ``names`` (a name, a list of names, or ``"all"``/None for every study).
 
     Raises:
         KeyError: an unknown name; the message lists the valid ones.
     """
     if names is None or names == "all":
-        return list(STUDIES.values())
+        return list(STUDY_GRIDS.values())
     if isinstance(names, str):
         names = [names]
     out = []
     for n in names:
-        if n not in STUDIES:
-            raise KeyError(f"unknown study {n!r}; valid STUDIES: {', '.join(STUDIES)} (or 'all')")
-        out.append(STUDIES[n])
+        if n not in STUDY_GRIDS:
+            raise KeyError(f"unknown study {n!r}; valid STUDIES: {', '.join(STUDY_GRIDS)} (or 'all')")
+        out.append(STUDY_GRIDS[n])
     return out
 
 
@@ -127,7 +128,7 @@ def scheduler_kwargs(name: str, epochs: int) -> dict:
 
 
 def make_config(spec: dict, experiment: str = "trial") -> TrainConfig:
-    """The :class:`TrainConfig` of a full spec (U-Net with 1 logit, monitor ``val_dice``).
+    """The :class:`TrainConfig` of a full spec (U-Net with 1 logit, monitor ``val_fg_dice``).
 
     Spec keys used: ``width_divisor``, ``batchnorm``, ``dropout``, ``img_size``, ``augment``,
     ``batch_size``, ``num_workers``, ``loss``, ``loss_kwargs``, ``optimizer``, ``lr``, ``weight_decay``,
@@ -145,7 +146,7 @@ def make_config(spec: dict, experiment: str = "trial") -> TrainConfig:
         loss=spec["loss"], loss_kwargs=dict(spec.get("loss_kwargs") or {}), optimizer=spec["optimizer"],
         lr=float(spec["lr"]), encoder_lr_ratio=1.0, weight_decay=float(spec["weight_decay"]),
         encoder_weight_decay=None, scheduler=spec["scheduler"],
-        scheduler_kwargs=scheduler_kwargs(spec["scheduler"], int(spec["epochs"])), monitor="val_dice",
+        scheduler_kwargs=scheduler_kwargs(spec["scheduler"], int(spec["epochs"])), monitor="val_fg_dice",
         early_stop_patience=spec["patience"], epochs=int(spec["epochs"]),
         checkpoint_minutes=float(spec.get("checkpoint_minutes", 5.0)), seed=int(spec["seed"]),
     )
@@ -164,12 +165,7 @@ def spec_hash(spec: dict, n: int = 8) -> str:
     return hashlib.sha1(json.dumps(clean, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def spec_key(study: Study, params: dict, spec: dict) -> str:
+def spec_key(study: StudyGrid, params: dict, spec: dict) -> str:
     """Folder name of a trial: readable grid-point label plus the spec hash, e.g. ``adam-plateau-1a2b3c4d``."""
     return f"{study.label(params)}-{spec_hash(spec)}"
 
-
-def config_label(key: str) -> str:
-    """The readable config name of a trial key (:func:`spec_key` without the hash): ``"adam-plateau"`` for
-    ``"adam-plateau-1a2b3c4d"``. Used for table rows, plot legends and explorer choices."""
-    return key.rsplit("-", 1)[0]

@@ -1,11 +1,15 @@
-"""Epoch metrics of the depth + mask model (registered in :data:`seglib.metrics.METRICS`).
+"""Epoch metrics of the depth + mask model (declared in :data:`seglib.metrics.METRICS`).
 
-Mask (``p = sigmoid(mask_logits)``, ``t`` the {0, 1} mask), per image, then averaged over images:
+Mask (``p = sigmoid(mask_logits)``, ``t`` the {0, 1} mask), per image
+(:func:`seglib.metrics.functional.mask_iou`), then averaged over images:
 
-* ``iou_soft`` -- seed 000's IoU, on probabilities with no threshold: ``(sum(p t) + 1e-6) /
+* ``mask_iou_soft`` -- seed 000's IoU, on probabilities with no threshold: ``(sum(p t) + 1e-6) /
   (sum(p) + sum(t) - sum(p t) + 1e-6)`` (shan18 tensornet ``Learner._iou``; the original logged it as "IoU");
-* ``iou`` -- the same formula on ``p > threshold`` (0.5): the usual binary IoU (Jaccard). An image whose
-  prediction and mask are both empty scores 1.
+* ``mask_iou`` -- the exact IoU (Jaccard) of ``p > threshold`` (0.5). An image whose prediction and mask are
+  both empty scores 1 (the empty-mask rule of :mod:`seglib.metrics.functional`).
+
+``mask_iou`` and ``mask_iou_soft`` were ``iou`` and ``iou_soft`` before issue 9 (see
+:data:`seglib.metrics.registry.LEGACY_KEYS`).
 
 Depth (``d = sigmoid(depth_logits)``, ``g`` the target, both in [0, 1] with 1 = near), pooled over all
 valid pixels of the epoch as Eigen et al. 2014 (NIPS, "Depth map prediction from a single image")
@@ -22,41 +26,23 @@ from __future__ import annotations
 
 import torch
 
-from .metrics import register_metric
+from .functional import mask_iou
+from .registry import register_metric
 
 EPS = 1e-6
 VALID_MIN = 1e-4
-DEPTH_METRICS = {
-    "iou": (True, "foreground IoU of the mask thresholded at 0.5, per image, averaged over images"),
-    "iou_soft": (True, "seed 000's soft IoU on sigmoid probabilities (no threshold), per image, averaged"),
-    "rmse": (False, "depth RMSE over valid pixels ([0, 1] depth, 1 = near)"),
-    "abs_rel": (False, "depth absolute relative error over valid pixels with target > 1e-4 (Eigen et al. 2014)"),
-    "delta1": (True, "fraction of valid depth pixels with max(pred/true, true/pred) < 1.25 (Eigen et al. 2014)"),
-}
-
-
-for _name, (_hib, _desc) in DEPTH_METRICS.items():
-    register_metric(_name, _hib, _desc)
-
-
-def per_image_iou(probs: torch.Tensor, target: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
-    """IoU per image: ``(I + 1e-6) / (U + 1e-6)`` with ``I = sum(p t)``, ``U = sum(p) + sum(t) - I``.
-
-    Args:
-        probs: ``float N x 1 x H x W`` foreground probabilities in [0, 1].
-        target: ``N x 1 x H x W`` in {0, 1}.
-        threshold: None = soft (seed 000); else ``p > threshold`` first.
-
-    Returns:
-        ``float32 (N,)`` in [0, 1].
-    """
-    p = probs.float()
-    if threshold is not None:
-        p = (p > threshold).float()
-    t = target.float()
-    inter = (p * t).flatten(1).sum(1)
-    union = p.flatten(1).sum(1) + t.flatten(1).sum(1) - inter
-    return (inter + EPS) / (union + EPS)
+DEPTH_KEYS = (
+    register_metric("mask_iou", True, "IoU of the foreground mask thresholded at 0.5, per image, averaged over "
+                                      "images (an empty prediction of an empty mask scores 1)"),
+    register_metric("mask_iou_soft", True, "seed 000's soft IoU of the mask on sigmoid probabilities (no threshold, "
+                                           "smoothing 1e-6), per image, averaged over images"),
+    register_metric("rmse", False, "depth RMSE over valid pixels ([0, 1] depth, 1 = near)"),
+    register_metric("abs_rel", False, "depth absolute relative error over valid pixels with target > 1e-4 "
+                                      "(Eigen et al. 2014)"),
+    register_metric("delta1", True, "fraction of valid depth pixels with max(pred/true, true/pred) < 1.25 "
+                                    "(Eigen et al. 2014)"),
+)
+"""The keys of :meth:`DepthSegMetrics.compute`."""
 
 
 class DepthSegMetrics:
@@ -67,8 +53,14 @@ class DepthSegMetrics:
     synchronise with the host.
 
     Args:
-        threshold: probability above which a pixel is foreground for ``iou`` (0.5).
+        threshold: probability above which a pixel is foreground for ``mask_iou`` (0.5).
+
+    Attributes:
+        keys: :data:`DEPTH_KEYS`; task: ``"depth"`` (for :func:`seglib.metrics.upgrade_keys`).
     """
+
+    task = "depth"
+    keys = DEPTH_KEYS
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = threshold
@@ -80,6 +72,7 @@ class DepthSegMetrics:
 
     @torch.no_grad()
     def update(self, outputs, target) -> None:
+        """Add one batch (shapes in the class docstring)."""
         depth_logits, mask_logits = outputs
         probs, d = torch.sigmoid(mask_logits.float()), torch.sigmoid(depth_logits.float())
         t, g = target["mask"].float(), target["depth"].float()
@@ -90,8 +83,8 @@ class DepthSegMetrics:
         ratio = torch.maximum(d / gd, gd / d.clamp(min=EPS))
         batch = {
             "images": torch.tensor(float(t.shape[0]), device=t.device, dtype=torch.float64),
-            "iou": per_image_iou(probs, t, self.threshold).double().sum(),
-            "iou_soft": per_image_iou(probs, t).double().sum(),
+            "mask_iou": mask_iou(probs, t, self.threshold).sum(),
+            "mask_iou_soft": mask_iou(probs, t, None, smooth=EPS).sum(),
             "sq": (((d - g) ** 2) * valid).double().sum(),
             "n_valid": valid.double().sum(),
             "rel": ((d - g).abs() / gd * rel).double().sum(),
@@ -101,14 +94,14 @@ class DepthSegMetrics:
         self.sums = batch if self.sums is None else {k: self.sums[k] + v for k, v in batch.items()}
 
     def compute(self) -> dict[str, float]:
-        """``{"iou", "iou_soft", "rmse", "abs_rel", "delta1"}`` as floats (NaN when nothing was seen)."""
+        """``{"mask_iou", "mask_iou_soft", "rmse", "abs_rel", "delta1"}`` as floats (NaN when nothing was seen)."""
         if self.sums is None:
-            return {k: float("nan") for k in DEPTH_METRICS}
+            return {k: float("nan") for k in DEPTH_KEYS}
         s = {k: float(v) for k, v in self.sums.items()}
 
         def div(a, b):
             return a / b if b > 0 else float("nan")
 
-        return {"iou": div(s["iou"], s["images"]), "iou_soft": div(s["iou_soft"], s["images"]),
+        return {"mask_iou": div(s["mask_iou"], s["images"]), "mask_iou_soft": div(s["mask_iou_soft"], s["images"]),
                 "rmse": div(s["sq"], s["n_valid"]) ** 0.5 if s["n_valid"] > 0 else float("nan"),
                 "abs_rel": div(s["rel"], s["n_rel"]), "delta1": div(s["delta1"], s["n_rel"])}

@@ -43,6 +43,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from ..metrics import BinaryMetrics, upgrade_keys
 from .trial import StopTrial
 
 JOURNAL_NAME = "optuna_journal.log"
@@ -136,12 +137,13 @@ class Heartbeat:
 class EpochReporter:
     """Trainer callback: report val Dice per epoch to Optuna, prune, and stop if the trial was lost."""
 
-    def __init__(self, trial: optuna.Trial, heartbeat: Heartbeat, prune: bool, monitor: str = "val_dice"):
+    def __init__(self, trial: optuna.Trial, heartbeat: Heartbeat, prune: bool, monitor: str = "val_fg_dice"):
         self.trial, self.heartbeat, self.prune, self.monitor = trial, heartbeat, prune, monitor
         self._reported = False
 
     def _report_history(self, trainer) -> None:
-        for rec in trainer.history:
+        for rec in trainer.history:  # a checkpoint written before issue 9 may hold val_dice
+            rec = upgrade_keys(rec, BinaryMetrics.task)
             self.trial.report(float(rec[self.monitor]), int(rec["epoch"]))
         self._reported = True
 
@@ -171,7 +173,7 @@ class StudyWorker:
         storage: from :func:`open_storage`.
         plans: the studies to run, in order.
         run_trial: ``(plan: TrialPlan, callbacks: list) -> result dict`` with ``"state"`` and
-            ``"best_val_dice"``; raises :class:`StopTrial` to end early.
+            ``"best_val_fg_dice"``; raises :class:`StopTrial` to end early.
         pruner: None or ``"median"`` (``MedianPruner(n_startup_trials=3, n_warmup_steps=3)``).
         heartbeat: seconds between heartbeats; stale_after: seconds without one before a RUNNING trial
             is taken over (keep it several heartbeats long).
@@ -291,7 +293,7 @@ class StudyWorker:
             raise
         hb.stop()
         self.ran.append(tp.key)
-        value = result.get("best_val_dice")
+        value = result.get("best_val_fg_dice")
         try:
             if result.get("state") == "pruned":
                 study.tell(trial, state=TrialState.PRUNED)

@@ -19,6 +19,11 @@ image), as the Keras ``dice_coef`` of the seed's era did.
 * ``bce``: mean binary cross-entropy with logits; ``bce_dice``, ``bce_inverse_dice`` and
   ``bce_switching`` add ``bce_weight x BCE`` (default 1) to the Dice-type term. Seed 004's "switching
   loss" values above 1 (1.41-1.51) can only come from such a BCE + switching sum.
+
+Every Dice term is :func:`seglib.losses.functional.soft_dice` (the one soft overlap core). Constructors raise
+``ValueError`` for ``n_classes`` other than 1 or 2 or a non-None ``ignore_index``; ``forward`` raises
+``ValueError`` (from :func:`seglib.tensors.binary_target`) for logits that are not ``N x 1 x H x W`` or a
+target of another shape.
 """
 
 from __future__ import annotations
@@ -27,33 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import LOSSES
+from ..tensors import binary_target
+from .functional import soft_dice
+from .registry import LOSSES
 
 BINARY_LOSSES = ("bce", "dice", "bce_dice", "inverse_dice", "bce_inverse_dice", "switching", "bce_switching")
-
-
-def binary_target(target: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """A ``float N x 1 x H x W`` target in {0, 1} shaped like ``like`` (the logits), dtype of ``like``.
-
-    Accepts ``int N x H x W`` class ids or any ``N x 1 x H x W`` tensor. The one shape check of the binary
-    losses and of :class:`seglib.metrics_binary.BinaryMetrics`.
-
-    Raises:
-        ValueError: the shapes do not match (the message gives both), or ``like`` has more than 1 channel.
-    """
-    if like.dim() != 4 or like.shape[1] != 1:
-        raise ValueError(f"binary losses and metrics need logits of shape N x 1 x H x W (one logit per pixel), got "
-                         f"{tuple(like.shape)}; build the model with classes=1")
-    t = target.unsqueeze(1) if target.dim() == 3 else target
-    if t.shape != like.shape:
-        raise ValueError(f"target shape {tuple(target.shape)} does not match logits {tuple(like.shape)}; "
-                         "expected N x H x W or N x 1 x H x W")
-    return t.to(like.dtype)
-
-
-def dice_score(p: torch.Tensor, t: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice ``(2 sum(p t) + s) / (sum(p) + sum(t) + s)`` over all elements; in (0, 1] for ``s > 0``."""
-    return (2.0 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)
+"""The losses for one-logit (``N x 1 x H x W``) outputs, in seed 004's order."""
 
 
 class _BinaryLoss(nn.Module):
@@ -98,7 +82,7 @@ class DiceLoss(_BinaryLoss):
 
     def region(self, p, t):
         """``L_D``."""
-        return 1.0 - dice_score(p, t, self.smooth)
+        return 1.0 - soft_dice(p, t, smooth=self.smooth)
 
 
 class InverseDiceLoss(_BinaryLoss):
@@ -106,7 +90,7 @@ class InverseDiceLoss(_BinaryLoss):
 
     def region(self, p, t):
         """``L_ID``."""
-        return 1.0 - dice_score(1.0 - p, 1.0 - t, self.smooth)
+        return 1.0 - soft_dice(1.0 - p, 1.0 - t, smooth=self.smooth)
 
 
 class SwitchingLoss(_BinaryLoss):
@@ -141,7 +125,7 @@ class SwitchingLoss(_BinaryLoss):
     def region(self, p, t):
         """``lambda L_D + (1 - lambda) L_ID`` (or the ``-log`` form)."""
         lam = self.weight(t)
-        d, inv = dice_score(p, t, self.smooth), dice_score(1.0 - p, 1.0 - t, self.smooth)
+        d, inv = soft_dice(p, t, smooth=self.smooth), soft_dice(1.0 - p, 1.0 - t, smooth=self.smooth)
         if self.log:
             return -lam * torch.log(d) - (1.0 - lam) * torch.log(inv)
         return lam * (1.0 - d) + (1.0 - lam) * (1.0 - inv)

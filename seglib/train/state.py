@@ -1,0 +1,398 @@
+"""The one training state that both engines drive: what a run trains, its checkpoint, and the epoch rules.
+
+:class:`TrainingState` builds everything a run trains (model on the device, optimizer, scheduler, AMP
+scaler, best tracker, early stopping, loaders, counters, history), saves it (:meth:`~TrainingState.state_dict`,
+the one checkpoint format), restores it (:meth:`~TrainingState.restore`: the restore order, the
+compatibility check, the resume message, the LR override, seeding on a fresh start) and records each
+epoch (history record, TensorBoard scalars, scheduler, best and early stopping, checkpoint). The loops
+only call it: :class:`seglib.train.trainer.Trainer` (plain PyTorch) and the Catalyst adapter
+(:mod:`seglib.integrations.catalyst_engine`), so both engines seed, restore, record and stop by one rule
+and resume each other's checkpoints.
+
+Per epoch a loop calls ``begin_train(epoch)``, ``end_batch(loss, target)`` after every optimizer step,
+``begin_valid(epoch)``, ``val_mean.add(loss, target, ignore_index)`` per validation batch and
+``end_epoch(epoch, metrics)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import MODEL_FIELDS, TrainConfig, config_diff
+from ..data.datasets import make_loader
+from ..data.transforms import size_for_epoch
+from ..metrics import higher_is_better, upgrade_key, upgrade_keys
+from ..runtime import Workspace, default_num_workers, pick_device, seed_everything, versions
+from .callbacks import BestTracker, EarlyStopping, LossMean
+from .checkpoint import (
+    atomic_save,
+    atomic_write_json,
+    clean_stale,
+    load_checkpoint,
+    mirror,
+    resume_message,
+    rng_state,
+    set_rng_state,
+)
+from .optim import build_optimizer, build_scheduler, set_lr
+
+FORMAT = "seglib-checkpoint/1"
+"""Checkpoint format. Fields added since (``engine``, ``train_acc.seen`` as a float tensor) are optional."""
+MIRRORED = ["checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "history.json"]
+"""What is copied between the local folder and WORKDIR (relative paths)."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint belongs to a different model than the current configuration asks for."""
+
+
+def check_compatible(cfg: TrainConfig, model: nn.Module, ckpt: dict, path: Path) -> None:
+    """Refuse to resume ``ckpt`` (loaded from ``path``) with another model than ``cfg``/``model``.
+
+    Raises:
+        CheckpointMismatch: a :data:`~seglib.config.MODEL_FIELDS` value or the parameter names/shapes differ
+            (the message names them and says how to resume or start fresh; the checkpoint is kept).
+    """
+    diff = {k: v for k, v in config_diff(ckpt.get("config", {}), cfg.to_dict()).items() if k in MODEL_FIELDS}
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
+    if diff or own != theirs:
+        detail = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        if not diff:
+            bad = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k] != theirs.get(k)]
+            detail = f"parameter names/shapes differ (e.g. {bad[:3]})"
+        raise CheckpointMismatch(
+            f"checkpoint {path} belongs to a different model ({detail}). Set the model parameters back to "
+            f"resume it, or give this run another EXPERIMENT/WORKDIR to start fresh; the checkpoint is kept."
+        )
+
+
+def config_changes(ckpt: dict, cfg: TrainConfig) -> str | None:
+    """The line a resumed run prints about settings changed since ``ckpt`` was written (``lr`` aside: the
+    checkpoint's optimizer state decides it), or None when nothing changed."""
+    changed = {k: v for k, v in config_diff(ckpt.get("config", {}), cfg.to_dict()).items() if k != "lr"}
+    if not changed:
+        return None
+    return "  configuration changes since the checkpoint: " + ", ".join(
+        f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+
+
+def monitor_keys(metrics) -> tuple[str, ...]:
+    """The history keys a run with ``metrics`` (an object of ``metrics_factory()``) produces and may monitor:
+    ``train_loss``, ``val_loss`` and ``val_<k>`` for every ``k`` in ``metrics.keys``.
+
+    Raises:
+        TypeError: ``metrics`` has no ``keys`` (the tuple of scalar keys its ``compute()`` returns).
+    """
+    keys = getattr(metrics, "keys", None)
+    if keys is None or callable(keys):
+        raise TypeError(f"{type(metrics).__name__} has no 'keys' tuple (the scalar keys compute() returns); "
+                        "metric accumulators used for training must declare it")
+    return ("train_loss", "val_loss", *(f"val_{k}" for k in keys if k != "loss"))
+
+
+def check_monitor(monitor: str, metrics) -> None:
+    """Fail before training when ``monitor`` is not a key the run produces (see :func:`monitor_keys`).
+
+    Raises:
+        ValueError: unknown ``monitor``; the message lists the keys this task produces.
+    """
+    keys = monitor_keys(metrics)
+    if monitor not in keys:
+        task = getattr(metrics, "task", None)
+        renamed = upgrade_key(monitor, task) if task else monitor
+        hint = f" ({monitor!r} is now called {renamed!r})" if renamed != monitor and renamed in keys else ""
+        raise ValueError(f"MONITOR {monitor!r} is not produced by this task's training{hint}; choose one of "
+                         f"{', '.join(keys)}")
+
+
+def upgrade_checkpoint(ckpt: dict, task: str | None) -> dict:
+    """``ckpt`` with metric keys renamed since it was written (:func:`seglib.metrics.upgrade_keys`): in the
+    history, ``last_val``, and the monitored key of the configuration, best tracker and early stopping, so an
+    old binary or depth run resumes with one set of keys and keeps its best value. ``task`` None: unchanged."""
+    if not task:
+        return ckpt
+    ckpt = dict(ckpt, history=upgrade_keys(ckpt.get("history", []), task),
+                last_val=upgrade_keys(ckpt.get("last_val", {}), task))
+    for part in ("config", "best"):
+        if isinstance(ckpt.get(part), dict) and "monitor" in ckpt[part]:
+            ckpt[part] = dict(ckpt[part], monitor=upgrade_key(ckpt[part]["monitor"], task))
+    early = ckpt.get("early_stopping")
+    if isinstance(early, dict) and isinstance(early.get("best"), dict):
+        ckpt["early_stopping"] = dict(early, best=dict(early["best"], monitor=upgrade_key(early["best"]["monitor"], task)))
+    return ckpt
+
+
+@dataclass
+class FitResult:
+    """What a fit did: ``resumed_from`` is None or ``{"epoch", "batch"}`` (epoch in progress, batches already
+    done); ``best`` is ``{"metric", "value", "epoch"}``; ``seconds`` wall-clock time of this call; the paths
+    are in WORKDIR."""
+
+    history: list[dict]
+    epochs_completed: int
+    resumed_from: dict | None
+    best: dict
+    stopped_early: bool
+    seconds: float
+    checkpoint: Path
+    best_checkpoint: Path
+    tensorboard: Path
+    last_val: dict = field(default_factory=dict)
+
+
+def _on(callbacks, event: str, *args) -> None:
+    for cb in callbacks:
+        getattr(cb, event, lambda *a: None)(*args)
+
+
+class TrainingState:
+    """Everything a run trains and the rules of one epoch, shared by both engines.
+
+    Args:
+        config: the run configuration (saved in every checkpoint).
+        model: the network; placed on ``device`` here (channels_last on CUDA when ``config.channels_last``).
+        train_set, val_set: datasets indexed by ``(epoch, index)`` keys, items ``{"input", "target", "index"}``.
+        workspace: checkpoints in ``local/checkpoints``, TensorBoard in ``local/tensorboard``, mirrored to
+            ``workdir``.
+        metrics_factory: ``() -> object`` with ``update(outputs, target)``, ``compute() -> dict`` and ``keys``
+            (the scalar keys ``compute()`` returns).
+        callbacks: objects with optional ``on_batch_end(state)`` / ``on_epoch_end(state, record)``.
+        lr_override: after restoring, set every group's LR to this (times its ``lr_ratio``).
+        device: default CUDA if available.
+        engine: the engine's name, written into checkpoints and the resume message.
+
+    Attributes:
+        epoch: epochs completed; ``batch``: batches done in the epoch in progress; ``step``: optimizer steps.
+        history: one record per epoch (``epoch``, ``img_size`` [px], ``lr``, ``train_loss``, ``val_<k>``,
+            ``train_seconds`` and ``seconds`` [s]).
+        train_mean, val_mean: the epoch loss means (:class:`~seglib.train.callbacks.LossMean`).
+
+    Raises:
+        ValueError: ``config.monitor`` is not a key the run produces (the message lists them).
+        TypeError: the metrics object has no ``keys``.
+    """
+
+    def __init__(self, config: TrainConfig, model: nn.Module, train_set, val_set, workspace: Workspace, *,
+                 metrics_factory: Callable, callbacks: Sequence = (), lr_override: float | None = None,
+                 device: str | None = None, engine: str = "seglib"):
+        metrics = metrics_factory()
+        check_monitor(config.monitor, metrics)
+        self.task = getattr(metrics, "task", None)
+        self.cfg, self.ws, self.engine = config, workspace, engine
+        self.device = pick_device(device)
+        cuda = self.device.type == "cuda"
+        self.amp, self.channels_last = bool(config.amp and cuda), bool(config.channels_last and cuda)
+        self.model = model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.metrics_factory, self.callbacks, self.lr_override = metrics_factory, list(callbacks), lr_override
+        self.optimizer = build_optimizer(config.optimizer, model, config.lr, config.weight_decay,
+                                         config.encoder_lr_ratio, config.encoder_weight_decay, **config.optimizer_kwargs)
+        mode = "max" if higher_is_better(config.monitor) else "min"
+        self.scheduler = build_scheduler(config.scheduler, self.optimizer, mode=mode, **config.scheduler_kwargs)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.best = BestTracker(config.monitor)
+        self.early = EarlyStopping(config.monitor, config.early_stop_patience)
+        workers = default_num_workers(cuda) if config.num_workers is None else config.num_workers
+        self.train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
+                                        num_workers=workers, pin_memory=cuda)
+        self.val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=config.seed,
+                                      num_workers=workers, pin_memory=cuda)
+        self.n_batches = math.ceil(len(train_set) / config.batch_size)
+        self.epoch, self.batch, self.step = 0, 0, 0
+        self.history: list[dict] = []
+        self.last_val: dict = {}
+        self.train_mean, self.val_mean = LossMean(self.device), LossMean(self.device)
+        self.ckpt_dir, self.tb_dir = workspace.local / "checkpoints", workspace.local / "tensorboard"
+        self.resumed_from: dict | None = None
+        self.lr = config.lr
+        self._t_start = self._t_epoch = self._t_train = self._last_save = time.monotonic()
+
+    # ------------------------------------------------------------------------- checkpoint
+    def state_dict(self) -> dict:
+        """The checkpoint: ``torch.load(weights_only=True)``-loadable, ``"model"`` the model's state_dict."""
+        return {
+            "format": FORMAT, "engine": self.engine,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch, "batch": self.batch, "step": self.step,
+            "train_acc": self.train_mean.state_dict(),
+            "early_stopping": self.early.state_dict(), "best": self.best.state_dict(),
+            "rng": rng_state(), "history": self.history, "last_val": self.last_val,
+            "config": self.cfg.to_dict(), "versions": versions(), "saved_at": time.time(),
+        }
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        """Restore everything :meth:`state_dict` saved (format 1 and later), RNG states included. Early
+        stopping keeps this configuration's patience (a resume with a larger patience trains on)."""
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.batch, self.step = int(ckpt["epoch"]), int(ckpt["batch"]), int(ckpt["step"])
+        self.train_mean.load_state_dict(ckpt["train_acc"])
+        self.early.load_state_dict(ckpt["early_stopping"])
+        self.early.patience = self.cfg.early_stop_patience
+        self.best.load_state_dict(ckpt["best"])
+        self.history, self.last_val = list(ckpt["history"]), dict(ckpt.get("last_val", {}))
+        set_rng_state(ckpt["rng"])
+
+    def save(self, best: bool = False) -> None:
+        """Write ``last.pt`` (keeping ``last.prev.pt``), ``best.pt`` if ``best``, ``history.json``; mirror."""
+        state = self.state_dict()
+        atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
+        if best:
+            atomic_save(state, self.ckpt_dir / "best.pt")
+        atomic_write_json(self.ws.local / "history.json", self.history)
+        mirror(self.ws.local, self.ws.workdir, MIRRORED)
+
+    def restore(self) -> dict | None:
+        """Resume from ``last.pt`` if there is one, else seed a fresh start with ``config.seed``.
+
+        Order: pull WORKDIR's ``last.pt`` (with best, history, TensorBoard) when it is newer than the local
+        one, delete stale temporary files, load ``last.pt`` (or ``last.prev.pt``), check it belongs to this
+        model, load it, print the resume line and the configuration changes, then apply the LR override.
+
+        Returns:
+            The loaded checkpoint, or None on a fresh start.
+
+        Raises:
+            CheckpointMismatch: ``last.pt`` belongs to another model (it is kept).
+            RuntimeError: neither ``last.pt`` nor ``last.prev.pt`` is readable.
+        """
+        self._t_start = time.monotonic()
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        if self.ws.mirrored:
+            remote, local = self.ws.workdir / "checkpoints" / "last.pt", self.ckpt_dir / "last.pt"
+            if remote.exists() and (not local.exists() or remote.stat().st_mtime > local.stat().st_mtime):
+                mirror(self.ws.workdir, self.ws.local, MIRRORED)
+        clean_stale(self.ckpt_dir)
+        path = self.ckpt_dir / "last.pt"
+        ckpt = load_checkpoint(path, map_location=self.device)
+        if ckpt is None:
+            seed_everything(self.cfg.seed)
+        else:
+            ckpt = upgrade_checkpoint(ckpt, self.task)
+            check_compatible(self.cfg, self.model, ckpt, path)
+            changed = config_changes(ckpt, self.cfg)
+            self.load_state_dict(ckpt)
+            self.resumed_from = {"epoch": self.epoch + 1, "batch": self.batch}
+            writer = ckpt.get("engine", "seglib")
+            print(resume_message(path, self.epoch, self.batch, self.n_batches, self.optimizer.param_groups[-1]["lr"],
+                                 self.best.state_dict()) + f"; engine {self.engine}"
+                  + (f" (checkpoint written by the {writer} engine)" if writer != self.engine else ""))
+            if changed:
+                print(changed)
+            if self.lr_override:
+                print(f"  LR override: {self.optimizer.param_groups[-1]['lr']:.3g} -> {self.lr_override:.3g}")
+        if self.lr_override:
+            set_lr(self.optimizer, self.lr_override)
+        return ckpt
+
+    @property
+    def finished(self) -> bool:
+        """``config.epochs`` reached or early stopping triggered."""
+        return self.epoch >= self.cfg.epochs or self.early.should_stop
+
+    def already_finished(self) -> bool:
+        """:attr:`finished`, after printing why and how to train on when it is."""
+        if self.finished:
+            why = "early stopping" if self.early.should_stop else f"EPOCHS={self.cfg.epochs}"
+            print(f"training already finished ({why}) after {self.epoch} epochs; raise EPOCHS or "
+                  "EARLY_STOP_PATIENCE to train on")
+        return self.finished
+
+    # ------------------------------------------------------------------------- one epoch
+    def begin_train(self, epoch: int) -> None:
+        """Start epoch ``epoch`` (1-based): the train sampler skips the batches already done, the LR to record
+        is read, the epoch and checkpoint clocks start."""
+        self.train_loader.sampler.set_epoch(epoch, self.batch)
+        self.lr = self.optimizer.param_groups[-1]["lr"]
+        self._t_epoch = self._last_save = time.monotonic()
+
+    def end_batch(self, loss: torch.Tensor, target) -> None:
+        """After one optimizer step: add the batch's ``loss`` (0-dim tensor) to the epoch mean, count it, call
+        the callbacks' ``on_batch_end(state)``, and write ``last.pt`` mid-epoch every ``checkpoint_minutes``."""
+        self.train_mean.add(loss, target, self.cfg.ignore_index)
+        self.batch += 1
+        self.step += 1
+        _on(self.callbacks, "on_batch_end", self)
+        if self.batch < self.n_batches and time.monotonic() - self._last_save >= self.cfg.checkpoint_minutes * 60:
+            self.save()
+            self._last_save = time.monotonic()
+
+    def begin_valid(self, epoch: int) -> None:
+        """Training part of ``epoch`` done: stop its clock, reset the validation loss mean, order the sampler."""
+        self._t_train = time.monotonic() - self._t_epoch
+        self.val_loader.sampler.set_epoch(epoch)
+        self.val_mean.reset()
+
+    def end_epoch(self, epoch: int, metrics: dict, *, extra: dict | None = None, writer=None, grid=None,
+                  step_scheduler: bool = True) -> dict:
+        """Record epoch ``epoch`` and decide what follows it.
+
+        Appends the history record (``val_<k>`` from ``extra``, then ``metrics`` and ``val_loss``; the
+        confusion matrix and keys with ``/`` left out), logs its numbers to ``writer`` (a TensorBoard
+        ``SummaryWriter``, optional; ``grid`` an ``uint8 H x W x 3`` image), steps the scheduler (unless
+        the engine does), updates best and early stopping, writes ``last.pt`` (and ``best.pt`` on
+        improvement), calls the callbacks' ``on_epoch_end(state, record)``, and says when it stops early.
+
+        Args:
+            metrics: ``metrics_factory().compute()`` of the validation pass (``val_loss`` comes from
+                :attr:`val_mean`).
+            extra: further validation numbers of an engine (e.g. Catalyst's loss terms).
+
+        Returns:
+            The history record.
+        """
+        val = {**metrics, "loss": self.val_mean.value()}
+        record = {"epoch": epoch, "img_size": size_for_epoch(epoch, self.cfg.img_size, self.cfg.resize_schedule),
+                  "lr": self.lr, "train_loss": self.train_mean.value()}
+        record.update({f"val_{k}": v for k, v in {**(extra or {}), **val}.items()
+                       if k not in ("confusion_matrix", "lr", "momentum") and "/" not in k})
+        record.update({"train_seconds": self._t_train, "seconds": time.monotonic() - self._t_epoch})
+        self.history.append(record)
+        self.last_val = val
+        if writer is not None:
+            for k, v in record.items():
+                if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    writer.add_scalar(k.replace("_", "/", 1) if k.startswith(("train_", "val_")) else k, v, epoch)
+            if grid is not None:
+                writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
+            writer.flush()
+        value = record[self.cfg.monitor]
+        if step_scheduler and isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(value)
+        elif step_scheduler and self.scheduler is not None:
+            self.scheduler.step()
+        improved = self.best.update(value, epoch)
+        self.early.update(value, epoch)
+        self.epoch, self.batch = epoch, 0
+        self.train_mean.reset()
+        self.save(best=improved)
+        _on(self.callbacks, "on_epoch_end", self, record)
+        if self.early.should_stop:
+            print(f"early stopping after epoch {epoch}: no {self.cfg.monitor} improvement for "
+                  f"{self.early.wait} epochs (best {self.best.value:.4f} at epoch {self.best.epoch})")
+        return record
+
+    def result(self) -> FitResult:
+        """The :class:`FitResult` of this fit (seconds since :meth:`restore`)."""
+        ws = self.ws.workdir
+        return FitResult(
+            history=self.history, epochs_completed=self.epoch, resumed_from=self.resumed_from,
+            best={"metric": self.best.monitor, "value": self.best.value, "epoch": self.best.epoch},
+            stopped_early=self.early.should_stop, seconds=time.monotonic() - self._t_start,
+            checkpoint=ws / "checkpoints" / "last.pt", best_checkpoint=ws / "checkpoints" / "best.pt",
+            tensorboard=ws / "tensorboard", last_val=self.last_val)
