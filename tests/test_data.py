@@ -1,14 +1,18 @@
 """Layouts, decoding and every bad input named in issue 2, on real files written to tmp_path and on CamVid."""
 
+import re
 import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import seglib.data
+from seglib.data import convert_color_masks
 from seglib.data.checks import check_samples, class_id_reader
+from seglib.data.classes import JETCAR_CLASSES, palette
 from seglib.data.datasets import SegmentationDataset
-from seglib.data.io import DataError, read_image, read_mask
+from seglib.data.io import ColorMaskError, DataError, read_image, read_mask
 from seglib.data.layouts import load_splits, split_counts
 from seglib.data.sources import drive_file_id, resolve_data, safe_extract, sha256_file
 from seglib.data.splits import seeded_split
@@ -105,16 +109,25 @@ def test_a_depth_layout_is_not_a_segmentation_layout(tmp_path):
 
 
 def test_the_one_check_reports_every_bad_file(tmp_path):
-    jetcar(tmp_path)
-    _mask(tmp_path / "DataSet" / "Mask" / "Train" / "Mask_001.png", size=(16, 16))
-    _mask(tmp_path / "DataSet" / "Mask" / "Val" / "Mask_000.png", values=(0, 7))
+    jetcar(tmp_path, n=(8, 2, 0))
+    mask = tmp_path / "DataSet" / "Mask"
+    _mask(mask / "Train" / "Mask_001.png", size=(16, 16))  # size mismatch
+    _mask(mask / "Val" / "Mask_000.png", values=(0, 7))  # out-of-range id
+    _colour_mask(mask / "Train" / "Mask_002.png", _ids(2))  # colour masks: one entry for both
+    _colour_mask(mask / "Train" / "Mask_003.png", _ids(3))
+    (tmp_path / "DataSet" / "Img" / "Train" / "Img_004.jpg").write_bytes(b"not a jpeg")  # unreadable image
+    (mask / "Train" / "Mask_005.png").write_bytes(b"not a png")  # unreadable mask
     _, splits = load_splits(tmp_path)
     with pytest.raises(DataError) as err:
         check_samples(splits["train"] + splits["val"], class_id_reader(3))
     msg = str(err.value)
-    assert msg.startswith("2 of 5 samples have problems") and "Mask_001.png is 16x16" in msg
-    assert "Mask_000.png has values [7] >= N_CLASSES=3" in msg
-    assert check_samples(splits["train"][:1] + splits["val"][1:], class_id_reader(3)) == 2
+    assert msg.startswith("6 of 10 samples have problems:\n2 masks are colour (RGB) images: ")
+    assert "convert_color_masks(" in msg and "Mask_002.png" in msg and "Mask_003.png" in msg
+    assert "Mask_001.png is 16x16" in msg and "Mask_000.png has values [7] >= N_CLASSES=3" in msg
+    assert "cannot read image file " in msg and "Img_004.jpg" in msg and "Mask_005.png" in msg
+    with pytest.raises(DataError, match=r"^6 of 10 .*\n(.*\n){2}\.\.\. and 3 more$"):
+        check_samples(splits["train"] + splits["val"], class_id_reader(3), limit=2)
+    assert check_samples(splits["train"][6:] + splits["val"][1:], class_id_reader(3)) == 3
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
@@ -182,9 +195,75 @@ def test_mask_values_out_of_range(tmp_path):
     assert read_mask(p, 6, ignore_index=30).max() == 30
 
 
-def test_colour_mask_refused(tmp_path):
-    p = _img(tmp_path / "colour.png")
-    with pytest.raises(DataError, match="colour image"):
+def _colour_mask(path, ids, table=JETCAR_CLASSES):
+    """An RGB mask drawing class ``ids`` (H x W ints) in the colours of ``table``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(palette(len(table), table)[ids], "RGB").save(path)
+    return path
+
+
+def _ids(seed, size=(32, 24), classes=(0, 1, 5, 21)):
+    return np.random.default_rng(seed).choice(classes, (size[1], size[0]))
+
+
+def test_colour_masks_are_listed_and_the_named_call_converts_them(tmp_path, capsys):
+    jetcar(tmp_path)
+    truth = {}
+    for split, k in (("Train", 3), ("Val", 2)):
+        for i in range(k):
+            p = tmp_path / "DataSet" / "Mask" / split / f"Mask_{i:03d}.png"
+            truth[p] = _ids(len(truth))
+            _colour_mask(p, truth[p])
+    _, splits = load_splits(tmp_path)
+    with pytest.raises(ColorMaskError, match=r"Mask_000.png is a colour \(RGB\) image; colours found: .*#E70E13"):
+        read_mask(splits["train"][0].mask, 22)
+    with pytest.raises(DataError) as err:
+        check_samples(splits["train"] + splits["val"], class_id_reader(22))
+    msg = str(err.value)
+    assert msg.startswith("5 masks are colour (RGB) images: ") and "Val/Mask_001.png" in msg
+    assert all(c in msg for c in ("#000000", "#E70E13", "#00FF00", "#D7D700"))  # ids 0, 1, 5, 21
+    call = re.search(r"seglib\.data\.convert_color_masks\(.*?'jetcar'\)", msg).group(0)
+    assert call == f"seglib.data.convert_color_masks({str(tmp_path / 'DataSet' / 'Mask')!r}, 'jetcar')"
+    eval(call, {"seglib": seglib})  # the exact call the message names
+    assert "5 colour masks converted" in capsys.readouterr().out
+    _, splits = load_splits(tmp_path)
+    assert check_samples(splits["train"] + splits["val"], class_id_reader(22)) == 5
+    for p, ids in truth.items():
+        assert np.array_equal(read_mask(p, 22), ids)
+        assert (tmp_path / "DataSet" / "Mask_color" / p.parent.name / p.name).is_file()  # originals kept
+
+
+def test_convert_color_masks_refuses_unknown_colours_and_writes_nothing(tmp_path):
+    folder = tmp_path / "masks"
+    _colour_mask(folder / "a.png", _ids(0))
+    bad = np.array(Image.open(_colour_mask(folder / "sub" / "b.png", _ids(1))))
+    bad[0, :3], bad[1, :3] = (0x12, 0x34, 0x56), (1, 2, 3)
+    Image.fromarray(bad).save(folder / "sub" / "b.png")
+    Image.fromarray(bad).save(folder / "c.png")
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(DataError, match=r"2 colours are not in the jetcar palette:\n#010203 in .*/c.png, .*sub/b.png\n"
+                                        r"#123456 in .*\nNothing was written"):
+        convert_color_masks(folder, "jetcar")
+    assert sorted(tmp_path.rglob("*")) == before  # no partial output, originals untouched
+    table = JETCAR_CLASSES + [(22, "x", "123456"), (23, "y", "010203")]
+    out = convert_color_masks(folder, table, out=tmp_path / "ids")
+    assert out == tmp_path / "ids" and read_mask(out / "c.png", 24)[0, :3].tolist() == [22, 22, 22]
+    assert np.array_equal(read_mask(out / "a.png", 24), _ids(0)) and (folder / "a.png").is_file()
+    with pytest.raises(DataError, match="is inside the mask folder"):
+        convert_color_masks(folder, table, out=folder / "x")
+    with pytest.raises(DataError, match="exists and is not empty"):
+        convert_color_masks(folder, table, out=out)
+    with pytest.raises(KeyError, match="unknown palette 'nope'; built-in palettes: jetcar, camvid"):
+        convert_color_masks(folder, "nope")
+    with pytest.raises(ValueError, match="gives colour #000000 to classes 0 and 1"):
+        convert_color_masks(folder, [[0, 0, 0], [0, 0, 0]])
+
+
+def test_a_colour_mask_outside_any_palette_asks_for_a_class_table(tmp_path):
+    p = _img(tmp_path / "colour.png")  # random colours
+    with pytest.raises(ColorMaskError, match=r"colours found: #\w{6}, .*\(7\d\d in all\).*convert_color_masks\("
+                                             r".*\[\(0, 'background', '000000'\).*none is a colour of a built-in "
+                                             "palette.*JPEG artefacts"):
         read_mask(p, 3)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import DataError, image_size, read_mask
+from .io import ColorMaskError, DataError, color_mask_message, image_size, read_mask
 
 PARTNERS = ("mask", "depth")
 """Sample attributes (paths or None) that must have the image's size."""
@@ -83,20 +83,30 @@ def check_samples(samples: Iterable, read_values: Callable[[Path], np.ndarray] |
 
     Raises:
         DataError: one message listing every problem found (the first ``limit`` quoted), each naming the
-            file and the fix.
+            file and the fix; colour masks make one entry (files, colours found, the
+            :func:`seglib.data.convert_color_masks` call).
     """
-    problems, n = [], 0
+    problems, colour, n = [], [], 0
     for s in samples:
         n += 1
         try:
             if read_values is not None and getattr(s, "mask", None) is not None:
                 read_values(s.mask)
             check_sizes(s)
+        except ColorMaskError as err:
+            colour.append(err)
         except DataError as err:
             problems.append(str(err))
-    if len(problems) == 1:
+    if colour:  # one entry for all colour masks: their files, their colours and the one converter call
+        colors: dict[int, int] = {}
+        for err in colour:
+            for k, c in err.colors.items():
+                colors[k] = colors.get(k, 0) + c
+        problems.insert(0, color_mask_message([e.path for e in colour], colors, limit))
+    if len(problems) == 1:  # one bad file, or colour masks only
         raise DataError(problems[0])
     if problems:
+        bad = len(problems) + len(colour) - bool(colour)
         more = f"\n... and {len(problems) - limit} more" if len(problems) > limit else ""
-        raise DataError(f"{len(problems)} of {n} samples have problems:\n" + "\n".join(problems[:limit]) + more)
+        raise DataError(f"{bad} of {n} samples have problems:\n" + "\n".join(problems[:limit]) + more)
     return n

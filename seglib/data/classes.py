@@ -119,3 +119,70 @@ def colorize(mask: np.ndarray, colors: np.ndarray, ignore_index: int | None = No
     if ignore_index is not None and ignore_index < len(colors):
         out[mask == ignore_index] = 255
     return out
+
+
+BUILTIN_PALETTES: dict[str, list[tuple[int, str, str]]] = {"jetcar": JETCAR_CLASSES, "camvid": CAMVID_CLASSES}
+"""Class tables a colour mask can be converted with by name (:func:`seglib.data.convert_color_masks`)."""
+
+
+def rgb_key(rgb) -> int:
+    """One int per colour, ``r << 16 | g << 8 | b`` (``rgb``: 3 ints 0..255); the inverse of :func:`hex_color`."""
+    r, g, b = (int(c) for c in rgb)
+    return r << 16 | g << 8 | b
+
+
+def hex_color(key: int) -> str:
+    """``#RRGGBB`` of an :func:`rgb_key`."""
+    return f"#{int(key):06X}"
+
+
+def color_lookup(palette) -> tuple[dict[int, int], str]:
+    """``({rgb_key: class id}, description)`` of a palette.
+
+    Args:
+        palette: a built-in name (``"jetcar"``, ``"camvid"``), a class table ``[(id, name, "RRGGBB"), ...]``
+            or an array-like ``C x 3`` of RGB rows 0..255 (row i = colour of class i).
+
+    Raises:
+        KeyError: an unknown palette name (the valid ones are listed).
+        ValueError: a malformed palette, two classes with one colour (both named), or a class id above 255
+            (class-id PNGs are 8-bit).
+    """
+    if isinstance(palette, str):
+        if palette.lower() not in BUILTIN_PALETTES:
+            raise KeyError(f"unknown palette {palette!r}; built-in palettes: {', '.join(BUILTIN_PALETTES)}, "
+                           "or pass a class table [(id, name, 'RRGGBB'), ...] or a C x 3 array of RGB rows")
+        palette, desc = BUILTIN_PALETTES[palette.lower()], f"the {palette.lower()} palette"
+    else:
+        desc = "the palette given"
+    try:
+        if not isinstance(palette, np.ndarray) and all(isinstance(e, (tuple, list)) and len(e) == 3
+                                                       and isinstance(e[2], str) for e in palette):
+            pairs = [(int(cid), rgb_key(_hex(str(col).lstrip("#")))) for cid, _, col in palette]
+        else:
+            rows = np.asarray(palette)
+            if rows.ndim != 2 or rows.shape[1] != 3 or rows.min(initial=0) < 0 or rows.max(initial=0) > 255:
+                raise ValueError
+            pairs = [(i, rgb_key(row)) for i, row in enumerate(rows)]
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"palette {str(palette)[:80]!r} is neither a class table [(id, name, 'RRGGBB'), ...] nor a "
+                         "C x 3 array of RGB rows 0..255") from None
+    lookup: dict[int, int] = {}
+    for cid, key in pairs:
+        if not 0 <= cid <= 255:
+            raise ValueError(f"class id {cid} in {desc} is outside 0..255; class-id PNGs are 8-bit")
+        if key in lookup:
+            raise ValueError(f"{desc} gives colour {hex_color(key)} to classes {lookup[key]} and {cid}; "
+                             "give each class its own colour")
+        lookup[key] = cid
+    if not lookup:
+        raise ValueError(f"{desc} is empty; give one colour per class")
+    return lookup, desc
+
+
+def closest_palette(keys) -> tuple[str, list[int]]:
+    """The built-in palette holding most of the colours ``keys`` (:func:`rgb_key` ints) and the keys it lacks."""
+    keys = [int(k) for k in keys]
+    known = {n: color_lookup(n)[0] for n in BUILTIN_PALETTES}
+    name = max(known, key=lambda n: sum(k in known[n] for k in keys))
+    return name, [k for k in keys if k not in known[name]]

@@ -12,12 +12,69 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .classes import BUILTIN_PALETTES, closest_palette, hex_color
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", ".ipynb_checkpoints"}
 
 
 class DataError(ValueError):
     """A dataset file or folder is missing, unreadable or inconsistent; the message names it and the fix."""
+
+
+class ColorMaskError(DataError):
+    """A mask is a colour (RGB) image rather than class ids.
+
+    Attributes:
+        path: the mask file.
+        colors: ``{rgb_key: pixel count}`` of its colours (:func:`seglib.data.classes.rgb_key`).
+    """
+
+    def __init__(self, path: Path, rgb: np.ndarray):
+        keys, counts = np.unique(rgb_keys(rgb), return_counts=True)
+        self.path, self.colors = Path(path), dict(zip(keys.tolist(), counts.tolist()))
+        super().__init__(color_mask_message([self.path], self.colors))
+
+
+def rgb_keys(rgb: np.ndarray) -> np.ndarray:
+    """``H x W`` int64 :func:`~seglib.data.classes.rgb_key` of each pixel of a ``H x W x 3`` (or more channels) image."""
+    rgb = np.asarray(rgb)[..., :3].astype(np.int64)
+    return rgb[..., 0] << 16 | rgb[..., 1] << 8 | rgb[..., 2]
+
+
+CACHE_TAG = "CACHEDIR.TAG"
+"""Marks seglib's cache root (https://bford.info/cachedir/): a mask under it is a copy of the user's data."""
+
+
+def color_mask_message(paths: list[Path], colors: dict[int, int], limit: int = 10) -> str:
+    """The message for colour masks: the files and the colours found (the most frequent ``limit`` of each), the
+    built-in palette they fit (or the colours it lacks) and the exact :func:`seglib.data.convert_color_masks` call.
+
+    Args:
+        paths: the colour mask files (at least one); colors: ``{rgb_key: pixel count}`` over all of them.
+    """
+    folder = Path(os.path.commonpath([str(Path(p).parent) for p in paths]))
+    names = ", ".join(str(p) for p in paths[:limit]) + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+    found = sorted(colors, key=lambda k: -colors[k])
+    shown = ", ".join(hex_color(k) for k in found[:limit]) + (f" ... ({len(found)} in all)" if len(found) > limit else "")
+    name, missing = closest_palette(found)
+    head = (f"mask {paths[0]} is a colour (RGB) image;" if len(paths) == 1 else
+            f"{len(paths)} masks are colour (RGB) images: {names};")
+    if missing:
+        lacks = (f"none is a colour of a built-in palette ({', '.join(BUILTIN_PALETTES)})" if len(missing) == len(found)
+                 else ", ".join(hex_color(k) for k in missing[:limit]) + (" ..." if len(missing) > limit else "")
+                 + f" are not {name} colours")
+        call = (f"seglib.data.convert_color_masks({str(folder)!r}, [(0, 'background', '000000'), (1, ...), ...]) "
+                f"and your class table ({lacks}"
+                + ("; so many colours suggest JPEG artefacts: export the masks as PNG" if len(found) > 64 else "") + ")")
+    else:
+        call = (f"seglib.data.convert_color_masks({str(folder)!r}, {name!r}) (all are {name} colours; it writes "
+                f"class-id PNGs in place and keeps the colour originals in {folder.name}_color)")
+    copy = any((p / CACHE_TAG).exists() for p in folder.parents)
+    where = (" This folder is seglib's local copy of DATA: convert your original masks and zip or upload them "
+             "again." if copy else "")
+    return (f"{head} colours found: {shown}. Masks must be 1-channel PNGs whose value is the class id; convert "
+            f"them once with {call}.{where}")
 
 
 def is_junk(name: str) -> bool:
@@ -111,8 +168,9 @@ def read_mask(
         ``uint8`` array ``H x W`` (``int64`` if ``ignore_index`` > 255) of class ids.
 
     Raises:
-        DataError: unreadable file, a colour (RGB palette) mask, or values ``>= n_classes`` other than
-            ``ignore_index``; the message lists the offending values.
+        ColorMaskError: a colour (RGB) mask; the message lists its colours and the converter call.
+        DataError: unreadable file, or values ``>= n_classes`` other than ``ignore_index``; the message
+            lists the offending values.
     """
     path = Path(path)
     img = open_image(path)
@@ -123,10 +181,7 @@ def read_mask(
         elif arr.shape[2] == 2:  # grey + alpha
             arr = arr[..., 0]
         else:
-            raise DataError(
-                f"mask {path} is a colour image; masks must be 1-channel PNGs whose value is the class id. "
-                "Convert colour-coded masks to class ids (one grey value per class) first"
-            )
+            raise ColorMaskError(path, arr)
     if arr.dtype != np.uint8:
         arr = arr.astype(np.int64)
     if n_classes == 2:

@@ -4,12 +4,17 @@
 
 * ``"synthetic"`` or ``"synthetic:<generator>"`` -- data seglib generates itself (no download);
 * a local folder;
+* a folder on the mounted Google Drive (``/content/drive/...``) -- copied once to the local cache and
+  reused while unchanged (:func:`seglib.data.drive.local_copy`);
 * a ``.zip`` file, local or on the mounted Google Drive -- extracted safely into the cache;
-* a Google Drive file id, ``gdrive:<id>`` or a Drive share URL -- downloaded with gdown, cached, then
+* a Google Drive file id, ``gdrive:<id>`` or a file share URL -- downloaded with gdown, cached, then
   extracted if it is a zip;
+* a Google Drive folder share URL (``https://drive.google.com/drive/folders/<id>``) -- downloaded with
+  gdown's folder download and cached (a folder holding a single ``.zip`` is extracted);
 * a ``.json`` manifest ``{"source": ..., "sha256": ..., "layout": ...}`` (see ``data/manifests``).
 
-Downloads and extractions are cached under :func:`cache_dir` and never overwrite user files.
+A path under the Drive mount point mounts and verifies Drive first (:func:`seglib.runtime.ensure_drive`).
+Downloads, copies and extractions are cached under :func:`cache_dir` and never overwrite user files.
 """
 
 from __future__ import annotations
@@ -23,11 +28,9 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from .io import DataError, is_junk
+from .drive import download_drive, download_drive_folder, drive_file_id, drive_folder_id, local_copy
+from .io import CACHE_TAG, DataError, is_junk
 from .synthetic import SYNTHETIC
-
-_DRIVE_URL = re.compile(r"drive\.google\.com/(?:file/d/|open\?id=|uc\?(?:export=download&)?id=)([\w-]{20,})")
-_DRIVE_ID = re.compile(r"^(?:gdrive:)?([\w-]{25,})$")
 
 
 def cache_dir() -> Path:
@@ -36,7 +39,16 @@ def cache_dir() -> Path:
 
     env = os.environ.get("SEGLIB_CACHE")
     root = Path(env) if env else (Path("/content/seglib_data") if in_colab() else Path.home() / ".cache" / "seglib")
+    return _tagged(root)
+
+
+def _tagged(root: Path) -> Path:
+    """``root`` created, with a ``CACHEDIR.TAG`` (so backup tools skip it and messages can tell a cached copy)."""
     root.mkdir(parents=True, exist_ok=True)
+    tag = root / CACHE_TAG
+    if not tag.exists():
+        tag.write_text("Signature: 8a477f597d28d172789f06886806bc55\n# seglib's data cache: downloads, copies, "
+                       "extractions; safe to delete\n")
     return root
 
 
@@ -106,58 +118,6 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
     return dest
 
 
-def drive_file_id(data: str) -> str | None:
-    """The Google Drive file id in a share URL, ``gdrive:<id>`` or a bare id; None if ``data`` is none of them."""
-    m = _DRIVE_URL.search(data)
-    if m:
-        return m.group(1)
-    if data.startswith("gdrive:") or (not os.path.exists(data) and "/" not in data and "." not in data):
-        m = _DRIVE_ID.match(data)
-        if m:
-            return m.group(1)
-    return None
-
-
-def download_drive(file_id: str, dest_dir: Path, sha256: str | None = None) -> Path:
-    """Download a Google Drive file with gdown into ``dest_dir/<id>/`` once; later calls reuse it.
-
-    Raises:
-        DataError: no network, a wrong id or missing permission (the message says what to check), or a
-            sha256 mismatch.
-    """
-    import gdown
-
-    folder = Path(dest_dir) / "downloads" / file_id
-    done = folder / ".complete.json"
-    if done.exists():
-        path = folder / json.loads(done.read_text())["file"]
-        if path.exists():
-            return path
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        out = gdown.download(id=file_id, output=str(tmp) + os.sep, quiet=False)
-    except (OSError, gdown.exceptions.DownloadError) as err:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(
-            f"could not download Google Drive file {file_id} ({type(err).__name__}: {str(err)[:200]}). Check the "
-            "network, that the id is right and the file is shared 'Anyone with the link'; or copy the zip to "
-            "Drive and set DATA to its path"
-        ) from None
-    if not out:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DataError(f"gdown returned nothing for Google Drive file {file_id}; check the id and sharing")
-    src = Path(out)
-    path = folder / src.name
-    os.replace(src, path)
-    shutil.rmtree(tmp, ignore_errors=True)
-    check_sha256(path, sha256)
-    done.write_text(json.dumps({"file": src.name}))
-    return path
-
-
 def _extract_cached(zip_path: Path, sha256: str | None, root: Path) -> Path:
     check_sha256(zip_path, sha256)
     st = zip_path.stat()
@@ -188,12 +148,16 @@ def resolve_data(
         cache: cache root (default :func:`cache_dir`).
 
     Raises:
-        DataError: a path that does not exist, an unsafe or corrupt zip, a failed download, a sha256
-            mismatch -- each message names the value and the fix.
+        DataError: a path that does not exist, an unsafe or corrupt zip, a failed download (offline: within
+            about :data:`seglib.data.drive.DOWNLOAD_TIMEOUT` s), a failed copy from Drive, a sha256 mismatch --
+            each message names the value and the fix.
+        seglib.runtime.DriveError: a path on Drive while Drive cannot be mounted (declined, not Colab).
         KeyError: an unknown synthetic generator (lists valid ones).
     """
+    from ..runtime import ensure_drive, on_drive
+
     text = str(data).strip()
-    root = Path(cache) if cache else cache_dir()
+    root = _tagged(Path(cache)) if cache else cache_dir()
     if text == "synthetic" or text.startswith("synthetic:"):
         name = text.partition(":")[2] or synthetic
         if not name:
@@ -202,7 +166,14 @@ def resolve_data(
         kwargs = dict(synthetic_kwargs or {})
         tag = "-".join(f"{k}{v}" for k, v in sorted(kwargs.items())) or "default"
         return gen(root=root / "synthetic" / f"{name}-{tag}", **kwargs)
-    path = Path(text).expanduser()
+    folder_id = drive_folder_id(text)
+    if folder_id:
+        got = download_drive_folder(folder_id, root)
+        inside = [p for p in got.iterdir() if not is_junk(p.name)]
+        if len(inside) == 1 and inside[0].is_file() and zipfile.is_zipfile(inside[0]):
+            return _extract_cached(inside[0], sha256, root)
+        return got
+    path = ensure_drive(text)  # on Drive: mount and verify first (DriveError when it cannot be mounted)
     if path.suffix.lower() == ".json" and path.is_file():
         spec = json.loads(path.read_text())
         if "source" not in spec:
@@ -210,18 +181,19 @@ def resolve_data(
         return resolve_data(spec["source"], synthetic=synthetic, synthetic_kwargs=synthetic_kwargs,
                             sha256=spec.get("sha256") or sha256, cache=root)
     if path.is_dir():
-        return path
+        return local_copy(path, root) if on_drive(path) else path
     if path.is_file():
         if path.suffix.lower() == ".zip":
             return _extract_cached(path, sha256, root)
         raise DataError(f"DATA={text!r} is a file but not a .zip; give a folder, a .zip or a Drive id/URL")
     file_id = drive_file_id(text)
     if file_id:
-        got = download_drive(file_id, root, sha256)
+        got = download_drive(file_id, root)
+        check_sha256(got, sha256)
         if zipfile.is_zipfile(got):
             return _extract_cached(got, None, root)
         raise DataError(f"the Drive file {file_id} ({got.name}) is not a zip; share the dataset as a .zip")
     raise DataError(
         f"DATA={text!r} is not an existing folder, .zip file, Google Drive id/URL or 'synthetic'; "
-        "on Colab, check that Drive is mounted and the path starts with /content/drive/MyDrive/"
+        "on Colab, check the path: it starts with /content/drive/MyDrive/ for a file on your Drive"
     )
