@@ -21,7 +21,7 @@ from seglib.nbrun import run_notebook  # noqa: E402
 # the keys of seglib.train.state.TrainingState.state_dict() (both engines): a Catalyst checkpoint has all of them
 SEGLIB_CHECKPOINT_KEYS = {"format", "engine", "model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step",
                           "train_acc", "early_stopping", "best", "rng", "history", "last_val", "config", "versions",
-                          "saved_at"}
+                          "saved_at", "data", "fine_tuned_from"}
 
 
 def check_catalyst_workdir(workdir, n_classes, n_predictions):
@@ -36,6 +36,8 @@ def check_catalyst_workdir(workdir, n_classes, n_predictions):
     assert ck["versions"]["catalyst"] == "22.04"
     best = torch.load(workdir / "checkpoints" / "best.pt", weights_only=True)
     assert best["epoch"] == s["best"]["epoch"]
+    assert "optimizer" not in best and best["data"] == ck["data"] and ck["data"]["id"] == s["data"]["fingerprint"]
+    assert s["status"] == "fresh"
     # evaluate() of best.pt (seglib code, new model) reproduces the Catalyst run's validation of that epoch
     fm, record = s["final_metrics"], ck["history"][s["best"]["epoch"] - 1]
     assert fm["miou"] == pytest.approx(record["val_miou"], abs=1e-6)

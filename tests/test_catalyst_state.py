@@ -57,3 +57,18 @@ def test_resume_takes_patience_from_the_configuration(tmp_path, engine, capsys, 
     res = make_run(tmp_path, epochs=2, early_stop_patience=3).train(progress=False, engine=engine)
     assert res.resumed_from == {"epoch": 2, "batch": 0} and res.epochs_completed == 2 and not res.stopped_early
     assert torch.load(path, weights_only=True)["early_stopping"]["wait"] in (0, 2)  # counted on from 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_other_data_stops_both_engines_before_training(tmp_path, engine, one_thread):
+    from seglib.train.state import DataMismatch
+
+    make_run(tmp_path).train(progress=False, engine="catalyst" if engine == "seglib" else "seglib")
+    path = tmp_path / "checkpoints" / "last.pt"
+    before = path.read_bytes()
+    other = SegmentationRun(make_run(tmp_path).cfg, "synthetic", workdir=tmp_path,
+                            synthetic_kwargs={"n_train": 12, "n_val": 4, "size": 64})
+    other.prepare(check=False)
+    with pytest.raises(DataMismatch, match="holds a run trained on other data"):
+        other.train(progress=False, engine=engine)
+    assert path.read_bytes() == before

@@ -41,9 +41,12 @@ def test_format_1_checkpoint_resumes_and_ends_like_a_fresh_run(tmp_path, one_thr
     assert type(written["train_acc"]["seen"]) is int  # the old form of the loss accumulator
     assert (written["epoch"], written["batch"], written["step"]) == (1, 1, 5)
 
-    resumed = make_run(old).train(progress=False)
+    run = make_run(old)
+    resumed = run.train(progress=False)
     out = capsys.readouterr().out
     assert "resumed from" in out and "epoch 2, batch 1/4 (1 epochs done)" in out
+    assert "records no data fingerprint" in out  # accepted, and recorded from the next save on
+    assert torch.load(old / "checkpoints" / "last.pt", weights_only=True)["data"] == run.data_fingerprint()
     assert resumed.resumed_from == {"epoch": 2, "batch": 1} and resumed.epochs_completed == 3
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
     assert json.dumps(resumed.history[0]) == json.dumps(written["history"][0])  # the old record, as written

@@ -25,8 +25,7 @@ from collections import OrderedDict
 
 import torch
 
-from ..train.checkpoint import mirror
-from ..train.state import MIRRORED, FitResult, TrainingState
+from ..train.state import FitResult, TrainingState
 from . import catalyst_compat
 from .catalyst_callbacks import (  # applies the compat fixes, then imports catalyst
     PredictionGridCallback,
@@ -59,12 +58,15 @@ class CatalystState(TrainingState):
         return state
 
 
-def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress: bool = True) -> FitResult:
+def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress: bool = True,
+                   fine_tune_from=None) -> FitResult:
     """Train ``run`` (a prepared :class:`seglib.experiment.Experiment`) with Catalyst's ``SupervisedRunner``.
 
     Resumes from ``WORKDIR/checkpoints/last.pt`` (written by either engine); does nothing when training
     already finished (``EPOCHS`` reached or early stopping). ``callbacks`` get ``on_batch_end(state)`` and
-    ``on_epoch_end(state, record)`` as the seglib Trainer's do.
+    ``on_epoch_end(state, record)`` as the seglib Trainer's do. The run's data fingerprint
+    (``run.data_fingerprint()``) and ``fine_tune_from`` go to the state as in the seglib engine; the copy to
+    WORKDIR is waited for before this returns.
 
     Returns:
         A :class:`~seglib.train.state.FitResult` like :meth:`Trainer.fit`'s.
@@ -72,20 +74,23 @@ def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress
     Raises:
         RuntimeError: ``prepare()`` was not called.
         ValueError: ``MONITOR`` is not a key this task produces (before any training).
-        seglib.train.state.CheckpointMismatch: ``last.pt`` belongs to another model.
+        seglib.train.state.CheckpointMismatch, DataMismatch, FineTuneError: see ``TrainingState.restore``.
+        seglib.train.mirror.MirrorError: the copy to WORKDIR failed twice.
     """
     if not run.splits:
         raise RuntimeError("call prepare() first")
     cfg = run.cfg
     s = CatalystState(cfg, run.build_model(), run.dataset("train"), run.dataset("val"), run.ws,
                       metrics_factory=run.metrics_factory, callbacks=callbacks, lr_override=lr_override,
-                      device=str(run.device), engine="catalyst")
+                      device=str(run.device), engine="catalyst", data=run.data_fingerprint(),
+                      fine_tune_from=fine_tune_from)
     ckpt = s.restore()
     resume = None
     if ckpt is not None:  # a checkpoint of the seglib engine has no runner counters: derive them
         c = ckpt.get("catalyst") or {"batch_step": s.step, "sample_step": s.step * cfg.batch_size}
         resume = {"rng": ckpt["rng"], "batch_step": int(c["batch_step"]), "sample_step": int(c["sample_step"])}
     if s.already_finished():
+        s.sync_workdir()  # what an earlier, failed copy left out
         return s.result()
     engine = catalyst_compat.make_engine(s.device.type, amp=s.amp)
     if getattr(engine, "scaler", None) is not None:  # the engine's AMP scaler is the one that steps
@@ -109,6 +114,7 @@ def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress
                "console": dl.ConsoleLogger() if progress else QuietConsoleLogger()}
     runner = SeglibRunner(input_key="input", output_key="logits", target_key="target", loss_key="loss")
     runner.channels_last = s.channels_last
+    ok = False
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
@@ -116,6 +122,7 @@ def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress
             runner.train(model=s.model, engine=engine, criterion=criterion, optimizer=s.optimizer,
                          scheduler=s.scheduler, loaders=OrderedDict(train=s.train_loader, valid=s.val_loader),
                          callbacks=cbs, loggers=loggers, seed=cfg.seed, num_epochs=cfg.epochs, verbose=progress)
+        ok = True
     finally:
-        mirror(run.ws.local, run.ws.workdir, MIRRORED)
+        s.sync_workdir(raise_errors=ok)
     return s.result()

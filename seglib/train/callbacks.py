@@ -1,5 +1,5 @@
 """Stateful training helpers with ``state_dict``/``load_state_dict``: best tracking, early stopping and the
-epoch loss mean.
+epoch loss mean; and the check that the monitored key is one the run produces.
 
 The first two read the monitored metric's direction from :func:`seglib.metrics.higher_is_better`.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..metrics import higher_is_better, is_improvement
+from ..metrics import higher_is_better, is_improvement, upgrade_key
 from ..tensors import valid_samples
 
 
@@ -118,3 +118,32 @@ class LossMean:
         """Inverse of :meth:`state_dict`; also reads format-1 checkpoints, whose ``seen`` is an ``int``."""
         self.sum = torch.as_tensor(state["loss_sum"], dtype=torch.float64).to(self.sum.device).clone()
         self.weight = torch.as_tensor(state["seen"], dtype=torch.float64).to(self.weight.device).clone()
+
+
+def monitor_keys(metrics) -> tuple[str, ...]:
+    """The history keys a run with ``metrics`` (an object of ``metrics_factory()``) produces and may monitor:
+    ``train_loss``, ``val_loss`` and ``val_<k>`` for every ``k`` in ``metrics.keys``.
+
+    Raises:
+        TypeError: ``metrics`` has no ``keys`` (the tuple of scalar keys its ``compute()`` returns).
+    """
+    keys = getattr(metrics, "keys", None)
+    if keys is None or callable(keys):
+        raise TypeError(f"{type(metrics).__name__} has no 'keys' tuple (the scalar keys compute() returns); "
+                        "metric accumulators used for training must declare it")
+    return ("train_loss", "val_loss", *(f"val_{k}" for k in keys if k != "loss"))
+
+
+def check_monitor(monitor: str, metrics) -> None:
+    """Fail before training when ``monitor`` is not a key the run produces (see :func:`monitor_keys`).
+
+    Raises:
+        ValueError: unknown ``monitor``; the message lists the keys this task produces.
+    """
+    keys = monitor_keys(metrics)
+    if monitor not in keys:
+        task = getattr(metrics, "task", None)
+        renamed = upgrade_key(monitor, task) if task else monitor
+        hint = f" ({monitor!r} is now called {renamed!r})" if renamed != monitor and renamed in keys else ""
+        raise ValueError(f"MONITOR {monitor!r} is not produced by this task's training{hint}; choose one of "
+                         f"{', '.join(keys)}")

@@ -15,6 +15,7 @@ import numbers
 import os
 import random
 import shutil
+import time
 import warnings
 from pathlib import Path
 
@@ -140,14 +141,37 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def copy_throttle() -> float:
+    """Test hook: ``$SEGLIB_TEST_DRIVE_MBPS`` (MB/s) slows every :func:`mirror` copy down to that rate, a slow
+    stand-in for Drive (``benchmarks/checkpoint_copy.py``); unset or 0: full speed."""
+    return float(os.environ.get("SEGLIB_TEST_DRIVE_MBPS") or 0)
+
+
+def _copy_open_file(src, tmp: Path, size: int, mbps: float) -> None:
+    """Copy the open binary file ``src`` (``size`` bytes) to ``tmp`` in 1 MiB chunks, at most ``mbps`` MB/s
+    when ``mbps > 0``; flushed and ``fsync``-ed."""
+    t0, done = time.monotonic(), 0
+    with open(tmp, "wb") as out:
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            if mbps > 0:
+                time.sleep(max(0.0, done / (mbps * 1e6) - (time.monotonic() - t0)))
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:
     """Copy files or folders ``relpaths`` from ``src_root`` to ``dst_root`` (e.g. local disk -> Drive).
 
-    Files are copied to a temporary name, size-checked and renamed into place, so the Drive copy is
-    never half-written; unchanged files (same size and mtime) are skipped.
+    Each file is opened once and copied from that open file (so a checkpoint replaced meanwhile by a newer
+    one is still copied whole), to a temporary name beside the target, size-checked, ``fsync``-ed and
+    renamed into place: the target is never half-written and a failed copy never replaces a good file.
+    Unchanged files (same size and mtime) are skipped; the copy keeps the source's mtime.
 
     Raises:
-        OSError: a copy whose size differs from the source (Drive full or disconnected).
+        OSError: a copy whose size differs from the source (Drive full or disconnected), or any I/O error
+            (the temporary file is removed; the target keeps its previous content).
     """
     src_root, dst_root = Path(src_root), Path(dst_root)
     if src_root.resolve() == dst_root.resolve():
@@ -159,18 +183,29 @@ def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:
             files.extend(q for q in p.rglob("*") if q.is_file() and TMP_MARK not in q.name)
         elif p.is_file():
             files.append(p)
+    mbps = copy_throttle()
     for f in files:
         dst = dst_root / f.relative_to(src_root)
-        st = f.stat()
-        if dst.exists() and dst.stat().st_size == st.st_size and int(dst.stat().st_mtime) == int(st.st_mtime):
+        try:
+            src = open(f, "rb")
+        except FileNotFoundError:  # removed meanwhile (a TensorBoard file rotated): nothing to copy
             continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f"{dst.name}{TMP_MARK}{os.getpid()}")
-        shutil.copy2(f, tmp)
-        if tmp.stat().st_size != st.st_size:
-            tmp.unlink(missing_ok=True)
-            raise OSError(f"copy of {f} to {dst} is incomplete; is the drive full or disconnected?")
-        os.replace(tmp, dst)
+        with src:
+            st = os.fstat(src.fileno())
+            if dst.exists() and dst.stat().st_size == st.st_size and int(dst.stat().st_mtime) == int(st.st_mtime):
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dst.with_name(f"{dst.name}{TMP_MARK}{os.getpid()}")
+            try:
+                _copy_open_file(src, tmp, st.st_size, mbps)
+                if tmp.stat().st_size != st.st_size:
+                    raise OSError(f"copy of {f} to {dst} is incomplete ({tmp.stat().st_size} of {st.st_size} "
+                                  "bytes); is the drive full or disconnected?")
+                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+                os.replace(tmp, dst)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
 
 def json_safe(obj, strict: bool = True):

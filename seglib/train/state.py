@@ -2,9 +2,10 @@
 
 :class:`TrainingState` builds everything a run trains (model on the device, optimizer, scheduler, AMP
 scaler, best tracker, early stopping, loaders, counters, history), saves it (:meth:`~TrainingState.state_dict`,
-the one checkpoint format), restores it (:meth:`~TrainingState.restore`: the restore order, the
-compatibility check, the resume message, the LR override, seeding on a fresh start) and records each
-epoch (history record, TensorBoard scalars, scheduler, best and early stopping, checkpoint). The loops
+the one checkpoint format; ``best.pt`` slim), restores it (:meth:`~TrainingState.restore`: the restore order,
+the model and data checks of :mod:`~seglib.train.identity`, fine-tuning, one resume or "finished" line, the LR
+override, seeding on a fresh start) and records each epoch (history record, TensorBoard scalars, scheduler,
+best and early stopping, checkpoint copied to WORKDIR by :mod:`~seglib.train.mirror`). The loops
 only call it: :class:`seglib.train.trainer.Trainer` (plain PyTorch) and the Catalyst adapter
 (:mod:`seglib.integrations.catalyst_engine`), so both engines seed, restore, record and stop by one rule
 and resume each other's checkpoints.
@@ -25,12 +26,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import MODEL_FIELDS, TrainConfig, config_diff
+from ..config import TrainConfig
 from ..data.datasets import make_loader
 from ..data.transforms import size_for_epoch
-from ..metrics import higher_is_better, upgrade_key, upgrade_keys
+from ..metrics import higher_is_better
 from ..runtime import Workspace, default_num_workers, pick_device, seed_everything, versions
-from .callbacks import BestTracker, EarlyStopping, LossMean
+from .callbacks import BestTracker, EarlyStopping, LossMean, check_monitor, monitor_keys  # noqa: F401
 from .checkpoint import (
     atomic_save,
     atomic_write_json,
@@ -41,6 +42,19 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
+from .identity import (  # noqa: F401  (CheckpointMismatch, DataMismatch, upgrade_checkpoint re-exported)
+    BEST_KEYS,
+    CheckpointMismatch,
+    DataMismatch,
+    FineTuneError,
+    check_compatible,
+    check_data,
+    check_fine_tune_target,
+    config_changes,
+    resolve_fine_tune,
+    upgrade_checkpoint,
+)
+from .mirror import BackgroundCopy
 from .optim import build_optimizer, build_scheduler, set_lr
 
 FORMAT = "seglib-checkpoint/1"
@@ -49,92 +63,13 @@ MIRRORED = ["checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "histor
 """What is copied between the local folder and WORKDIR (relative paths)."""
 
 
-class CheckpointMismatch(ValueError):
-    """A checkpoint belongs to a different model than the current configuration asks for."""
-
-
-def check_compatible(cfg: TrainConfig, model: nn.Module, ckpt: dict, path: Path) -> None:
-    """Refuse to resume ``ckpt`` (loaded from ``path``) with another model than ``cfg``/``model``.
-
-    Raises:
-        CheckpointMismatch: a :data:`~seglib.config.MODEL_FIELDS` value or the parameter names/shapes differ
-            (the message names them and says how to resume or start fresh; the checkpoint is kept).
-    """
-    diff = {k: v for k, v in config_diff(ckpt.get("config", {}), cfg.to_dict()).items() if k in MODEL_FIELDS}
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-    if diff or own != theirs:
-        detail = "; ".join(f"{k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
-        if not diff:
-            bad = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k] != theirs.get(k)]
-            detail = f"parameter names/shapes differ (e.g. {bad[:3]})"
-        raise CheckpointMismatch(
-            f"checkpoint {path} belongs to a different model ({detail}). Set the model parameters back to "
-            f"resume it, or give this run another EXPERIMENT/WORKDIR to start fresh; the checkpoint is kept."
-        )
-
-
-def config_changes(ckpt: dict, cfg: TrainConfig) -> str | None:
-    """The line a resumed run prints about settings changed since ``ckpt`` was written (``lr`` aside: the
-    checkpoint's optimizer state decides it), or None when nothing changed."""
-    changed = {k: v for k, v in config_diff(ckpt.get("config", {}), cfg.to_dict()).items() if k != "lr"}
-    if not changed:
-        return None
-    return "  configuration changes since the checkpoint: " + ", ".join(
-        f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-
-
-def monitor_keys(metrics) -> tuple[str, ...]:
-    """The history keys a run with ``metrics`` (an object of ``metrics_factory()``) produces and may monitor:
-    ``train_loss``, ``val_loss`` and ``val_<k>`` for every ``k`` in ``metrics.keys``.
-
-    Raises:
-        TypeError: ``metrics`` has no ``keys`` (the tuple of scalar keys its ``compute()`` returns).
-    """
-    keys = getattr(metrics, "keys", None)
-    if keys is None or callable(keys):
-        raise TypeError(f"{type(metrics).__name__} has no 'keys' tuple (the scalar keys compute() returns); "
-                        "metric accumulators used for training must declare it")
-    return ("train_loss", "val_loss", *(f"val_{k}" for k in keys if k != "loss"))
-
-
-def check_monitor(monitor: str, metrics) -> None:
-    """Fail before training when ``monitor`` is not a key the run produces (see :func:`monitor_keys`).
-
-    Raises:
-        ValueError: unknown ``monitor``; the message lists the keys this task produces.
-    """
-    keys = monitor_keys(metrics)
-    if monitor not in keys:
-        task = getattr(metrics, "task", None)
-        renamed = upgrade_key(monitor, task) if task else monitor
-        hint = f" ({monitor!r} is now called {renamed!r})" if renamed != monitor and renamed in keys else ""
-        raise ValueError(f"MONITOR {monitor!r} is not produced by this task's training{hint}; choose one of "
-                         f"{', '.join(keys)}")
-
-
-def upgrade_checkpoint(ckpt: dict, task: str | None) -> dict:
-    """``ckpt`` with metric keys renamed since it was written (:func:`seglib.metrics.upgrade_keys`): in the
-    history, ``last_val``, and the monitored key of the configuration, best tracker and early stopping, so an
-    old binary or depth run resumes with one set of keys and keeps its best value. ``task`` None: unchanged."""
-    if not task:
-        return ckpt
-    ckpt = dict(ckpt, history=upgrade_keys(ckpt.get("history", []), task),
-                last_val=upgrade_keys(ckpt.get("last_val", {}), task))
-    for part in ("config", "best"):
-        if isinstance(ckpt.get(part), dict) and "monitor" in ckpt[part]:
-            ckpt[part] = dict(ckpt[part], monitor=upgrade_key(ckpt[part]["monitor"], task))
-    early = ckpt.get("early_stopping")
-    if isinstance(early, dict) and isinstance(early.get("best"), dict):
-        ckpt["early_stopping"] = dict(early, best=dict(early["best"], monitor=upgrade_key(early["best"]["monitor"], task)))
-    return ckpt
-
-
 @dataclass
 class FitResult:
-    """What a fit did: ``resumed_from`` is None or ``{"epoch", "batch"}`` (epoch in progress, batches already
-    done); ``best`` is ``{"metric", "value", "epoch"}``; ``seconds`` wall-clock time of this call; the paths
-    are in WORKDIR."""
+    """What a fit did: ``status`` is ``"fresh"`` (started at epoch 0, also when fine-tuning), ``"resumed"``
+    or ``"already finished"`` (nothing trained); ``resumed_from`` is None or ``{"epoch", "batch"}`` (epoch in
+    progress, batches already done) for a resumed run; ``best`` is ``{"metric", "value", "epoch"}``;
+    ``seconds`` wall-clock time of this call; ``fine_tuned_from`` None or ``{"path", "epoch", "data"}`` (the
+    checkpoint whose weights the run started from); ``data`` the data fingerprint; the paths are in WORKDIR."""
 
     history: list[dict]
     epochs_completed: int
@@ -146,6 +81,9 @@ class FitResult:
     best_checkpoint: Path
     tensorboard: Path
     last_val: dict = field(default_factory=dict)
+    status: str = "fresh"
+    fine_tuned_from: dict | None = None
+    data: dict | None = None
 
 
 def _on(callbacks, event: str, *args) -> None:
@@ -168,9 +106,15 @@ class TrainingState:
         lr_override: after restoring, set every group's LR to this (times its ``lr_ratio``).
         device: default CUDA if available.
         engine: the engine's name, written into checkpoints and the resume message.
+        data: the data fingerprint (:func:`seglib.data.fingerprint.data_fingerprint`) written into every
+            checkpoint; a resume with another one is refused. None: not recorded, not checked.
+        fine_tune_from: ``FINE_TUNE_FROM``: a checkpoint file or another run's WORKDIR whose weights a new run
+            starts from (fresh optimizer, epoch 0); see :meth:`restore`.
 
     Attributes:
         epoch: epochs completed; ``batch``: batches done in the epoch in progress; ``step``: optimizer steps.
+        status: ``"fresh"``, ``"resumed"`` or ``"already finished"`` (set by :meth:`restore`).
+        copier: the :class:`~seglib.train.mirror.BackgroundCopy` to WORKDIR, or None when WORKDIR is local.
         history: one record per epoch (``epoch``, ``img_size`` [px], ``lr``, ``train_loss``, ``val_<k>``,
             ``train_seconds`` and ``seconds`` [s]).
         train_mean, val_mean: the epoch loss means (:class:`~seglib.train.callbacks.LossMean`).
@@ -180,13 +124,17 @@ class TrainingState:
         TypeError: the metrics object has no ``keys``.
     """
 
+    BACKGROUND_COPY = True
+    """Copy to WORKDIR in a background thread (False: in the training thread, as before; for measurements)."""
+
     def __init__(self, config: TrainConfig, model: nn.Module, train_set, val_set, workspace: Workspace, *,
                  metrics_factory: Callable, callbacks: Sequence = (), lr_override: float | None = None,
-                 device: str | None = None, engine: str = "seglib"):
+                 device: str | None = None, engine: str = "seglib", data: dict | None = None,
+                 fine_tune_from=None):
         metrics = metrics_factory()
         check_monitor(config.monitor, metrics)
         self.task = getattr(metrics, "task", None)
-        self.cfg, self.ws, self.engine = config, workspace, engine
+        self.cfg, self.ws, self.engine, self.data, self.fine_tune = config, workspace, engine, data, fine_tune_from
         self.device = pick_device(device)
         cuda = self.device.type == "cuda"
         self.amp, self.channels_last = bool(config.amp and cuda), bool(config.channels_last and cuda)
@@ -213,6 +161,10 @@ class TrainingState:
         self.train_mean, self.val_mean = LossMean(self.device), LossMean(self.device)
         self.ckpt_dir, self.tb_dir = workspace.local / "checkpoints", workspace.local / "tensorboard"
         self.resumed_from: dict | None = None
+        self.fine_tuned_from: dict | None = None
+        self.status = "fresh"
+        self.copier = BackgroundCopy(workspace.local, workspace.workdir, MIRRORED, self.BACKGROUND_COPY) \
+            if workspace.mirrored else None
         self.lr = config.lr
         self._t_start = self._t_epoch = self._t_train = self._last_save = time.monotonic()
 
@@ -229,7 +181,15 @@ class TrainingState:
             "early_stopping": self.early.state_dict(), "best": self.best.state_dict(),
             "rng": rng_state(), "history": self.history, "last_val": self.last_val,
             "config": self.cfg.to_dict(), "versions": versions(), "saved_at": time.time(),
+            "data": self.data, "fine_tuned_from": self.fine_tuned_from,
         }
+
+    def best_state_dict(self, state: dict | None = None) -> dict:
+        """``best.pt``: the :data:`~seglib.train.identity.BEST_KEYS` of :meth:`state_dict` (weights,
+        configuration, metrics, data fingerprint; no optimizer or RNG state). ``torch.load(weights_only=True)``
+        loadable with a ``"model"`` key; resuming always reads ``last.pt``."""
+        state = self.state_dict() if state is None else state
+        return {k: state[k] for k in BEST_KEYS if k in state}
 
     def load_state_dict(self, ckpt: dict) -> None:
         """Restore everything :meth:`state_dict` saved (format 1 and later), RNG states included. Early
@@ -249,47 +209,79 @@ class TrainingState:
         set_rng_state(ckpt["rng"])
 
     def save(self, best: bool = False) -> None:
-        """Write ``last.pt`` (keeping ``last.prev.pt``), ``best.pt`` if ``best``, ``history.json``; mirror."""
+        """Write ``last.pt`` (keeping ``last.prev.pt``), ``best.pt`` (:meth:`best_state_dict`) if ``best``,
+        ``history.json``, then ask for the copy to WORKDIR (in the background)."""
         state = self.state_dict()
         atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
         if best:
-            atomic_save(state, self.ckpt_dir / "best.pt")
+            atomic_save(self.best_state_dict(state), self.ckpt_dir / "best.pt")
         atomic_write_json(self.ws.local / "history.json", self.history)
-        mirror(self.ws.local, self.ws.workdir, MIRRORED)
+        if self.copier is not None:
+            self.copier.request()
+
+    def sync_workdir(self, raise_errors: bool = True) -> None:
+        """Copy what is not yet in WORKDIR and wait for it (the end of every ``train()``, both engines).
+
+        Raises:
+            seglib.train.mirror.MirrorError: (``raise_errors``) the copy failed twice; else it is printed.
+        """
+        if self.copier is not None:
+            self.copier.request()
+            self.copier.wait(raise_errors)
 
     def restore(self) -> dict | None:
-        """Resume from ``last.pt`` if there is one, else seed a fresh start with ``config.seed``.
+        """Resume from ``last.pt`` if there is one; else start fresh (from ``FINE_TUNE_FROM``'s weights if set)
+        and seed with ``config.seed``.
 
         Order: pull WORKDIR's ``last.pt`` (with best, history, TensorBoard) when it is newer than the local
         one, delete stale temporary files, load ``last.pt`` (or ``last.prev.pt``), check it belongs to this
-        model, load it, print the resume line and the configuration changes, then apply the LR override.
+        model, this data and (with ``FINE_TUNE_FROM``) this fine-tuning run, load it, then print one line:
+        the resume (naming the WORKDIR file) with the configuration changes, or that training already
+        finished; finally apply the LR override. Sets :attr:`status`.
 
         Returns:
             The loaded checkpoint, or None on a fresh start.
 
         Raises:
-            CheckpointMismatch: ``last.pt`` belongs to another model (it is kept).
+            CheckpointMismatch: ``last.pt`` (or the fine-tuning source) belongs to another model (it is kept).
+            DataMismatch: ``last.pt`` was trained on other data (names both fingerprints and the ways forward).
+            FineTuneError: ``FINE_TUNE_FROM`` names no checkpoint, this WORKDIR, or WORKDIR holds another run.
             RuntimeError: neither ``last.pt`` nor ``last.prev.pt`` is readable.
         """
         self._t_start = time.monotonic()
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        remote = self.ws.workdir / "checkpoints" / "last.pt"
         if self.ws.mirrored:
-            remote, local = self.ws.workdir / "checkpoints" / "last.pt", self.ckpt_dir / "last.pt"
+            local = self.ckpt_dir / "last.pt"
             if remote.exists() and (not local.exists() or remote.stat().st_mtime > local.stat().st_mtime):
                 mirror(self.ws.workdir, self.ws.local, MIRRORED)
+            clean_stale(remote.parent)  # copies to WORKDIR cut off by a disconnect
         clean_stale(self.ckpt_dir)
         path = self.ckpt_dir / "last.pt"
         ckpt = load_checkpoint(path, map_location=self.device)
+        source = resolve_fine_tune(self.fine_tune, self.ws) if self.fine_tune and ckpt is None else None
         if ckpt is None:
+            if source is not None:
+                self._load_fine_tune(source)
             seed_everything(self.cfg.seed)
         else:
             ckpt = upgrade_checkpoint(ckpt, self.task)
             check_compatible(self.cfg, self.model, ckpt, path)
+            if self.fine_tune:
+                check_fine_tune_target(ckpt, resolve_fine_tune(self.fine_tune, self.ws), remote, self.ws.workdir)
+            check_data(ckpt.get("data"), self.data, remote, self.ws.workdir)  # None there: taken from now on
             changed = config_changes(ckpt, self.cfg)
             self.load_state_dict(ckpt)
-            self.resumed_from = {"epoch": self.epoch + 1, "batch": self.batch}
+            self.fine_tuned_from = ckpt.get("fine_tuned_from")
+            if self.finished:
+                self.status = "already finished"
+                why = "early stopping" if self.early.should_stop else f"EPOCHS={self.cfg.epochs}"
+                print(f"training already finished ({why}) after {self.epoch} epochs ({remote}); raise EPOCHS or "
+                      "EARLY_STOP_PATIENCE to train on")
+                return ckpt
+            self.status, self.resumed_from = "resumed", {"epoch": self.epoch + 1, "batch": self.batch}
             writer = ckpt.get("engine", "seglib")
-            print(resume_message(path, self.epoch, self.batch, self.n_batches, self.optimizer.param_groups[-1]["lr"],
+            print(resume_message(remote, self.epoch, self.batch, self.n_batches, self.optimizer.param_groups[-1]["lr"],
                                  self.best.state_dict()) + f"; engine {self.engine}"
                   + (f" (checkpoint written by the {writer} engine)" if writer != self.engine else ""))
             if changed:
@@ -300,17 +292,22 @@ class TrainingState:
             set_lr(self.optimizer, self.lr_override)
         return ckpt
 
+    def _load_fine_tune(self, source: Path) -> None:
+        """Load the model weights of the checkpoint ``source`` (only them) for a new run; print where from."""
+        src = upgrade_checkpoint(load_checkpoint(source, map_location=self.device), self.task)
+        check_compatible(self.cfg, self.model, src, source, action="fine-tune from")
+        self.model.load_state_dict(src["model"])
+        self.fine_tuned_from = {"path": str(source), "epoch": src.get("epoch"), "data": src.get("data")}
+        print(f"fine-tuning: a new run from the weights of {source} (epoch {src.get('epoch')}), fresh optimizer, "
+              f"epoch 0")
+
     @property
     def finished(self) -> bool:
         """``config.epochs`` reached or early stopping triggered."""
         return self.epoch >= self.cfg.epochs or self.early.should_stop
 
     def already_finished(self) -> bool:
-        """:attr:`finished`, after printing why and how to train on when it is."""
-        if self.finished:
-            why = "early stopping" if self.early.should_stop else f"EPOCHS={self.cfg.epochs}"
-            print(f"training already finished ({why}) after {self.epoch} epochs; raise EPOCHS or "
-                  "EARLY_STOP_PATIENCE to train on")
+        """:attr:`finished` (:meth:`restore` has said so once when the loaded run had already finished)."""
         return self.finished
 
     # ------------------------------------------------------------------------- one epoch
@@ -395,4 +392,5 @@ class TrainingState:
             best={"metric": self.best.monitor, "value": self.best.value, "epoch": self.best.epoch},
             stopped_early=self.early.should_stop, seconds=time.monotonic() - self._t_start,
             checkpoint=ws / "checkpoints" / "last.pt", best_checkpoint=ws / "checkpoints" / "best.pt",
-            tensorboard=ws / "tensorboard", last_val=self.last_val)
+            tensorboard=ws / "tensorboard", last_val=self.last_val, status=self.status,
+            fine_tuned_from=self.fine_tuned_from, data=self.data)

@@ -2,7 +2,7 @@
 
 Per epoch: train over every batch (AMP and channels_last on CUDA), validate, then let the state record
 the epoch (history, TensorBoard, scheduler, best/early stopping, ``checkpoints/last.pt`` and ``best.pt``
-written atomically and mirrored to WORKDIR). Mid-epoch, ``last.pt`` is also written every
+written atomically and copied to WORKDIR in the background; :meth:`Trainer.fit` waits for the copy). Mid-epoch, ``last.pt`` is also written every
 ``checkpoint_minutes``. Running :meth:`Trainer.fit` again on the same folder resumes from ``last.pt``
 at the exact batch, with model, optimizer, scheduler, AMP scaler, early stopping, best value, history
 and all RNG states restored; on CPU the final weights equal an uninterrupted run's bit for bit.
@@ -21,8 +21,7 @@ from ..config import TrainConfig
 from ..data.transforms import size_for_epoch
 from ..runtime import Workspace
 from ..tensors import concat_rows, select_rows, to_device
-from .checkpoint import mirror
-from .state import MIRRORED, CheckpointMismatch, FitResult, TrainingState  # noqa: F401  (CheckpointMismatch re-exported)
+from .state import CheckpointMismatch, FitResult, TrainingState  # noqa: F401  (CheckpointMismatch re-exported)
 
 
 def grid_indices(n: int, k: int) -> set[int]:
@@ -34,7 +33,8 @@ class Trainer(TrainingState):
     """Train ``model`` on ``train_set``/``val_set`` as ``config`` says, resumably, in ``workspace.local``.
 
     Args:
-        config, model, train_set, val_set, workspace, metrics_factory, callbacks, lr_override, device: see
+        config, model, train_set, val_set, workspace, metrics_factory, callbacks, lr_override, device, data,
+            fine_tune_from: see
             :class:`~seglib.train.state.TrainingState` (callbacks receive this trainer).
         loss_fn: ``(outputs, target) -> 0-dim tensor``, the batch's mean loss; ``outputs`` are the model's for
             ``batch["input"]`` (logits ``float N x C x H x W``, or a tuple for multi-task models).
@@ -44,39 +44,45 @@ class Trainer(TrainingState):
 
     Raises:
         ValueError: ``config.monitor`` is not a key this run produces (raised here, before any training).
-        CheckpointMismatch: (from :meth:`fit`) ``last.pt`` was trained with other model fields or shapes.
+        CheckpointMismatch, DataMismatch, FineTuneError: (from :meth:`fit`) see
+            :meth:`~seglib.train.state.TrainingState.restore`.
+        seglib.train.mirror.MirrorError: (from :meth:`fit`) the copy to WORKDIR failed twice.
     """
 
     def __init__(self, config: TrainConfig, model: nn.Module, train_set, val_set, workspace: Workspace, *,
                  loss_fn: Callable, metrics_factory: Callable, render_grid: Callable | None = None,
                  callbacks: Sequence = (), lr_override: float | None = None, device: str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, data: dict | None = None, fine_tune_from=None):
         super().__init__(config, model, train_set, val_set, workspace, metrics_factory=metrics_factory,
-                         callbacks=callbacks, lr_override=lr_override, device=device, engine="seglib")
+                         callbacks=callbacks, lr_override=lr_override, device=device, engine="seglib", data=data,
+                         fine_tune_from=fine_tune_from)
         self.loss_fn, self.render_grid, self.progress = loss_fn, render_grid, progress
 
     def fit(self) -> FitResult:
         """Train until ``config.epochs`` or early stopping; resume first if a checkpoint exists; do nothing
         (but say so) when the run already finished."""
         self.restore()
-        if not self.already_finished():
-            from torch.utils.tensorboard import SummaryWriter
+        if self.already_finished():
+            self.sync_workdir()  # what an earlier, failed copy left out
+            return self.result()
+        from torch.utils.tensorboard import SummaryWriter
 
-            writer = SummaryWriter(str(self.tb_dir), purge_step=self.epoch + 1)
-            try:
-                epochs = tqdm(range(self.epoch + 1, self.cfg.epochs + 1), desc="epochs", initial=self.epoch,
-                              total=self.cfg.epochs, disable=not self.progress)
-                for epoch in epochs:
-                    self._train_epoch(epoch)
-                    metrics, grid = self._validate(epoch)
-                    record = self.end_epoch(epoch, metrics, writer=writer, grid=grid)
-                    epochs.set_postfix({self.cfg.monitor: f"{record[self.cfg.monitor]:.4f}",
-                                        "best": f"{self.best.value:.4f}"})
-                    if self.early.should_stop:
-                        break
-            finally:
-                writer.close()
-                mirror(self.ws.local, self.ws.workdir, MIRRORED)
+        writer, ok = SummaryWriter(str(self.tb_dir), purge_step=self.epoch + 1), False
+        try:
+            epochs = tqdm(range(self.epoch + 1, self.cfg.epochs + 1), desc="epochs", initial=self.epoch,
+                          total=self.cfg.epochs, disable=not self.progress)
+            for epoch in epochs:
+                self._train_epoch(epoch)
+                metrics, grid = self._validate(epoch)
+                record = self.end_epoch(epoch, metrics, writer=writer, grid=grid)
+                epochs.set_postfix({self.cfg.monitor: f"{record[self.cfg.monitor]:.4f}",
+                                    "best": f"{self.best.value:.4f}"})
+                if self.early.should_stop:
+                    break
+            ok = True
+        finally:
+            writer.close()
+            self.sync_workdir(raise_errors=ok)  # wait for the copy to WORKDIR (reported, not raised, on an error)
         return self.result()
 
     def _forward(self, batch: dict):
