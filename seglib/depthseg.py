@@ -24,10 +24,10 @@ from .data.depth_layouts import load_depth_splits
 from .data.io import DataError
 from .data.splits import subset_evenly
 from .data.transforms import denormalize, size_fn
-from .experiment import Experiment
+from .experiment import Experiment, experiment_name
 from .export import png_bytes, write_zip
 from .losses import DEPTH_LOSSES, LOSSES, build_loss
-from .metrics import DepthSegMetrics, upgrade_keys
+from .metrics import DepthSegMetrics
 from .predict import predict_logits
 from .runtime import workspace
 from .train.checkpoint import atomic_write_json
@@ -267,18 +267,6 @@ class DepthSegRun(Experiment):
         return out
 
 
-def history_table(history: list[dict], keys=("img_size", "seconds", "lr", "train_loss", "val_loss", "val_mask_iou",
-                                             "val_mask_iou_soft", "val_rmse")) -> str:
-    """Plain-text table of a run's history, one line per epoch (the original printed such lines); keys written
-    before issue 9 (``val_iou``, ...) are read under their new names (:func:`seglib.metrics.upgrade_keys`)."""
-    lines = ["epoch " + " ".join(f"{k:>12s}" for k in keys)]
-    for rec in upgrade_keys(history, DepthSegMetrics.task):
-        cells = [f"{rec.get(k, float('nan')):12.4g}" if isinstance(rec.get(k), (int, float)) else f"{'':>12s}"
-                 for k in keys]
-        lines.append(f"{rec['epoch']:5d} " + " ".join(cells))
-    return "\n".join(lines)
-
-
 class DepthLossComparison:
     """``LOSS`` as one name (one run in WORKDIR) or a list (one resumable run per loss in ``WORKDIR/<loss>/``):
     several :class:`DepthSegRun` experiments composed, one per loss (the notebook imports it as
@@ -311,7 +299,7 @@ class DepthLossComparison:
                                        else dict(cfg.loss_kwargs))
 
         if self.nested:
-            self.ws = workspace(cfg.experiment, workdir, local)
+            self.ws = workspace(experiment_name(cfg.experiment, data), workdir, local)
             self.runs = {n: DepthSegRun(config(n), data, workdir=self.ws.workdir / n, local=self.ws.local / n,
                                         **kwargs) for n in names}
         else:
@@ -335,13 +323,17 @@ class DepthLossComparison:
             r.root, r.layout, r.splits = self.run.root, self.run.layout, splits
         return splits
 
-    def train(self, lr_override: float | None = None, progress: bool = True) -> dict:
-        """Train (or resume) each loss in turn; returns ``{loss: FitResult}``."""
+    def train(self, lr_override: float | None = None, progress: bool = True, epoch_table: bool = True,
+              fine_tune_from=None) -> dict:
+        """Train (or resume) each loss in turn, one line per epoch unless ``epoch_table`` is False
+        (:meth:`seglib.experiment.Experiment.train`, also for ``fine_tune_from``: every loss starts from those
+        weights); returns ``{loss: FitResult}``."""
         results = {}
         for name, r in self.runs.items():
             if self.nested:
                 print(f"== loss {name}: {r.ws.workdir}")
-            results[name] = r.train(lr_override=lr_override, progress=progress)
+            results[name] = r.train(lr_override=lr_override, progress=progress, epoch_table=epoch_table,
+                                    fine_tune_from=fine_tune_from)
         return results
 
     def evaluate(self, which: str = "best") -> dict:
@@ -349,12 +341,11 @@ class DepthLossComparison:
         return {name: r.evaluate(which) for name, r in self.runs.items()}
 
     def report(self) -> str:
-        """Text per loss of the runs trained in this session: epochs done, best epoch, where it resumed
-        from, and its :func:`history_table`; ``"<loss>: not trained in this session"`` otherwise."""
+        """One line per loss of the runs trained in this session: epochs done, best epoch, where it resumed from
+        (the per-epoch table was printed while it trained); ``"<loss>: not trained in this session"`` otherwise."""
         return "\n".join(f"{n}: not trained in this session" if r.fit_result is None else
                          f"{n}: {r.fit_result.epochs_completed} epochs done; best {r.fit_result.best}; resumed from "
-                         f"{r.fit_result.resumed_from}\n{history_table(r.fit_result.history)}"
-                         for n, r in self.runs.items())
+                         f"{r.fit_result.resumed_from}" for n, r in self.runs.items())
 
     def histories(self) -> dict:
         """``{loss: per-epoch history}`` of the runs trained in this session (empty lists otherwise)."""

@@ -20,6 +20,7 @@ import torch
 from .config import config_label
 from .data.datasets import BinaryDataset
 from .data.transforms import denormalize
+from .experiment import experiment_name
 from .losses import build_loss
 from .runtime import workspace
 from .train.checkpoint import atomic_write_json
@@ -30,8 +31,9 @@ from .tune.worker import StudyPlan, StudyWorker, TrialPlan, open_storage
 
 LR_FROM = ("decade", "range_test", "seed")
 SMOKE_SETTINGS = {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1, "range_steps": 20,
-                  "optimizers": 2, "losses": 1}
-"""What a SMOKE run uses (seconds on a CPU): these sizes, and the first 2 optimizers and first loss of the LR search."""
+                  "optimizers": 2, "losses": 1, "cpu_threads": 1}
+"""What a SMOKE run uses: these sizes, the first 2 optimizers and first loss of the LR search, and one CPU thread
+unless asked for more (on a busy 2-core CPU 2 threads made the smoke notebook 3.6x slower: 160 s against 45 s)."""
 
 
 def smoke_settings(smoke: bool, **values) -> dict:
@@ -40,7 +42,8 @@ def smoke_settings(smoke: bool, **values) -> dict:
     Args:
         smoke: False returns ``values`` unchanged.
         values: any of ``img_size``, ``width_divisor``, ``trial_epochs``, ``probe_epochs``, ``range_steps``
-            (ints, replaced) and ``optimizers``, ``losses`` (name lists, cut to their first 2 / 1).
+            (ints, replaced), ``optimizers``, ``losses`` (name lists, cut to their first 2 / 1) and
+            ``cpu_threads`` (None becomes 1, a number is kept).
 
     Returns:
         A new dict with the keys of ``values``.
@@ -53,8 +56,8 @@ def smoke_settings(smoke: bool, **values) -> dict:
         raise ValueError(f"unknown settings {bad}; known: {sorted(SMOKE_SETTINGS)}")
     if not smoke:
         return dict(values)
-    return {k: list(v)[:SMOKE_SETTINGS[k]] if k in ("optimizers", "losses") else SMOKE_SETTINGS[k]
-            for k, v in values.items()}
+    return {k: list(v)[:SMOKE_SETTINGS[k]] if k in ("optimizers", "losses") else
+            (v or SMOKE_SETTINGS[k]) if k == "cpu_threads" else SMOKE_SETTINGS[k] for k, v in values.items()}
 
 
 class HParamRun:
@@ -72,7 +75,8 @@ class HParamRun:
         seed: seed of split, initial weights, batch order and augmentation (the same for every trial).
         val_fraction: held-out validation share when the data has no ``splits/`` files.
         base: overrides of :data:`seglib.tune.specs.BASE_SPEC` (e.g. ``{"loss": "bce"}``).
-        smoke: a few images per split (seconds-long CPU runs).
+        smoke: a few images per split and at most 2 values per studied factor, the base value kept
+            (:meth:`seglib.tune.specs.StudyGrid.smoke`): seconds-long CPU runs through every path.
         synthetic_kwargs: arguments of the blobs generator.
         checkpoint_minutes: mid-epoch checkpoint interval.
         device: ``"cpu"``/``"cuda"``.
@@ -94,12 +98,12 @@ class HParamRun:
                       "seed": int(seed), "invert": bool(invert_mask), "checkpoint_minutes": float(checkpoint_minutes)}
         self.base = {**BASE_SPEC, **(base or {})}
         lr0 = self.base["lr"] or seed_lr(self.base["optimizer"], self.base["loss"])
-        self.ws = workspace(experiment, workdir, local)
+        self.ws = workspace(experiment_name(experiment, data), workdir, local)
         self.base_trial = BinaryTrial({**self.base, "lr": lr0, "train_fraction": 1.0, **self.fixed}, data=data,
                                       workdir=self.ws.workdir / "lr_search", local=self.ws.local / "lr_search",
                                       device=device, val_fraction=val_fraction, smoke=smoke,
                                       synthetic_kwargs=synthetic_kwargs)
-        self.device, self.data = self.base_trial.device, self.base_trial.data
+        self.device, self.data, self.smoke = self.base_trial.device, self.base_trial.data, bool(smoke)
         self.data_id = ""
         self.lr_results: dict = {}
         self.lr_rows: list[dict] = []
@@ -238,11 +242,12 @@ class HParamRun:
 
     # ------------------------------------------------------------------ studies
     def make_plans(self, studies="all", lrs: dict | None = None) -> list[StudyPlan]:
-        """The :class:`StudyPlan` of each study in ``studies`` (names; KeyError lists valid ones)."""
+        """The :class:`StudyPlan` of each study in ``studies`` (names; KeyError lists valid ones); a smoke run
+        cuts each grid (:meth:`~seglib.tune.specs.StudyGrid.smoke`)."""
         self._need_data()
         lrs = lrs or self.lrs(self.lr_from)
         plans = []
-        for st in get_grids(studies):
+        for st in (g.smoke(self.base) if self.smoke else g for g in get_grids(studies)):
             trials = []
             for params in st.grid():
                 spec = {**st.spec(params, self.base, lrs), **self.fixed}
@@ -263,12 +268,15 @@ class HParamRun:
 
     def run_studies(self, studies="all", storage=None, lrs: dict | None = None, pruner: str | None = None,
                     wait: bool = True, heartbeat: float = 20.0, stale_after: float = 90.0, poll: float = 5.0,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, epoch_table: bool = True, bar: bool | None = None) -> dict:
         """Run (or resume, or join) the studies; returns ``{study: "done" | "busy"}``.
 
         Every trial trains in ``WORKDIR/trials/<study>/<key>``; finished ones are skipped, an interrupted
         one resumes from its checkpoint, and other processes using the same ``storage`` and parameters
         share the work (see :mod:`seglib.tune.worker` for the storage choice).
+
+        Feedback: a line ``[study] trial k/N: <key> (...; best val Dice so far)`` per trial, one per epoch (``epoch_table``),
+        a result line; ``bar``: a tqdm bar per study (:class:`~seglib.tune.worker.StudyWorker`); ``progress``: trainer bars.
         """
         plans = self.make_plans(studies, lrs)
         store, self.storage_desc = open_storage(storage, self.ws.workdir)
@@ -276,15 +284,15 @@ class HParamRun:
 
         def run_trial(tp: TrialPlan, callbacks) -> dict:
             res = execute(self.trial(tp), study=tp.study, key=tp.key, params=tp.params, callbacks=callbacks,
-                          progress=progress)
+                          progress=progress, epoch_table=epoch_table)
             how = f"reused from {res['reused_study']}" if res.get("reused_from") else (
                 f"{res['epochs_completed']} epochs" + (f", resumed at {res['resumed_from']}" if res.get("resumed_from")
                                                        else ""))
-            print(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} (best epoch {res['best_epoch']}; {how})")
+            self.worker.log(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} (best epoch {res['best_epoch']}; {how})")
             return res
 
         self.worker = StudyWorker(store, plans, run_trial, pruner=pruner, heartbeat=heartbeat,
-                                  stale_after=stale_after, poll=poll, wait=wait)
+                                  stale_after=stale_after, poll=poll, wait=wait, bar=bar)
         return self.worker.run()
 
     # ------------------------------------------------------------------ results

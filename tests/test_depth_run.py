@@ -58,8 +58,8 @@ def test_two_losses_in_sub_folders_with_comparison_and_16bit_export(tmp_path, on
     assert study.report() == "ssim_dice: not trained in this session\nrmse_bce: not trained in this session"
     study.train(progress=False)
     report = study.report().splitlines()
-    assert report[0].startswith("ssim_dice: 1 epochs done; best {") and report[1].startswith("epoch ")
-    assert any(line.startswith("rmse_bce: 1 epochs done") for line in report) and len(report) == 6
+    assert report[0].startswith("ssim_dice: 1 epochs done; best {") and report[1].startswith("rmse_bce: 1 epochs done")
+    assert len(report) == 2  # the per-epoch tables were printed while training
     final = study.evaluate()
     assert set(final) == {"ssim_dice", "rmse_bce"} and final["ssim_dice"]["img_size"] == 32
     with monkeypatch.context() as m:  # export decodes the inputs only, never masks or depth

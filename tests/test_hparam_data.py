@@ -14,6 +14,7 @@ from seglib.config import config_label
 from seglib.data.io import DataError
 from seglib.experiment import Experiment
 from seglib.hparam import HParamRun, smoke_settings
+from seglib.tune.specs import BASE_SPEC, get_grids
 
 
 def make_pairs(root, n: int = 6, size: int = 32, mask_values=(0, 255)):
@@ -76,9 +77,23 @@ def test_smoke_settings_and_config_label():
     assert smoke_settings(False, **full) == full
     assert smoke_settings(True, **full) == {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1,
                                             "range_steps": 20, "optimizers": ["adam", "adagrad"], "losses": ["bce"]}
+    assert smoke_settings(True, cpu_threads=None) == {"cpu_threads": 1}  # one thread unless asked for more
+    assert smoke_settings(True, cpu_threads=2) == {"cpu_threads": 2} == smoke_settings(False, cpu_threads=2)
     with pytest.raises(ValueError, match="img_size"):
         smoke_settings(True, image_size=64)
     assert config_label("adam-plateau-1a2b3c4d") == "adam-plateau" and config_label("wd-0.01-00ff00ff") == "wd-0.01"
+
+
+def test_smoke_grids_keep_the_base_value_and_one_other():
+    base = {**BASE_SPEC, "weight_decay": 0.0}
+    cut = {g.name: g.smoke(base).space for g in get_grids("all")}
+    assert cut == {"optimizer_scheduler": {"optimizer": ("adam", "adagrad"), "scheduler": ("none", "plateau")},
+                   "train_fraction": {"train_fraction": (0.2, 1.0)}, "weight_decay": {"weight_decay": (0.1, 0.01)},
+                   "dropout": {"dropout": (0.0, 0.2)}, "loss": {"loss": ("switching", "bce_switching")},
+                   "augmentation": {"augment": ("none", "rotate_flips")}}
+    assert get_grids("loss")[0].smoke(base, n=1).space == {"loss": ("bce_switching",)}
+    with pytest.raises(ValueError, match="n=0"):
+        get_grids("loss")[0].smoke(base, n=0)
 
 
 def test_summary_reads_each_result_once(tmp_path, monkeypatch):

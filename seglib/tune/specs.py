@@ -76,6 +76,19 @@ class StudyGrid:
             spec["lr"] = float(lrs[spec["optimizer"]])
         return spec
 
+    def smoke(self, base: dict, n: int = 2) -> StudyGrid:
+        """This grid cut for a SMOKE run: per factor at most ``n`` values, the base value first kept (when
+        the grid has it), then the first others, in grid order; e.g. the loss study's 7 losses become
+        ``("switching", "bce_switching")`` for the base loss ``bce_switching``. Raises ValueError for ``n < 1``."""
+        if n < 1:
+            raise ValueError(f"a smoke grid keeps at least 1 value per factor, got n={n}")
+        space = {}
+        for factor, values in self.space.items():
+            keep = [v for v in values if v == base.get(factor)][:1]
+            keep += [v for v in values if v not in keep][:n - len(keep)]
+            space[factor] = tuple(v for v in values if v in keep)
+        return StudyGrid(self.name, space)
+
     def label(self, params: dict) -> str:
         """A short readable name of a grid point, e.g. ``"adam-plateau"`` or ``"wd-0.01"``."""
         short = {"weight_decay": "wd", "train_fraction": "frac", "dropout": "drop", "augment": "aug"}

@@ -9,12 +9,11 @@ trains it (resuming from ``checkpoints/last.pt`` after any interruption), evalua
 checkpoint on the un-augmented training subset and on validation, logs the hyperparameters to
 TensorBoard's HParams view and writes ``result.json`` atomically. A finished trial is never retrained,
 and a spec already finished in another study (same hash) is reused instead of trained again.
-:func:`data_id` identifies the study's data.
+:func:`data_id` (:mod:`seglib.data.fingerprint`) identifies the study's data.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -26,6 +25,7 @@ import torch
 
 from ..data.checks import check_samples, read_binary_mask_values
 from ..data.datasets import BinaryDataset
+from ..data.fingerprint import data_id  # noqa: F401  (seglib.hparam imports it from here)
 from ..data.io import read_mask
 from ..data.layouts import load_splits
 from ..data.transforms import denormalize
@@ -34,6 +34,7 @@ from ..losses import build_loss  # seglib.losses registers the binary losses
 from ..metrics import BinaryMetrics, upgrade_keys
 from ..predict import predict_logits
 from ..train.checkpoint import atomic_write_json, mirror
+from ..train.progress import EpochTable
 from .specs import make_config, spec_hash
 
 RESULT_FORMAT = "seglib-hparam-trial/1"
@@ -48,26 +49,6 @@ class StopTrial(Exception):
     def __init__(self, state: str, message: str = ""):
         super().__init__(message or state)
         self.state = state
-
-
-def data_id(root, splits: dict) -> str:
-    """8-hex-digit id of a study's data, the same wherever the folder lives (another machine, a moved copy).
-
-    Hashes the split names and, per sample, its name and the image and mask paths relative to ``root``
-    with their sizes in bytes (``os.stat``; nothing is read). Changes when a file is renamed, added,
-    removed or changes size.
-
-    Args:
-        root: the data folder; splits: ``{split name: [Sample, ...]}``.
-
-    Raises:
-        FileNotFoundError: a listed file is missing.
-    """
-    def entry(path):
-        return None if path is None else [os.path.relpath(path, root).replace(os.sep, "/"), os.stat(path).st_size]
-
-    ident = {k: [[s.name, entry(s.image), entry(s.mask)] for s in v] for k, v in splits.items()}
-    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def nested_subset(samples: list, fraction: float, seed: int) -> list:
@@ -236,8 +217,12 @@ def _reusable(folder: Path, h: str) -> dict | None:
 
 
 def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks=(), progress: bool = False,
-            reuse: bool = True) -> dict:
+            reuse: bool = True, epoch_table: bool = True) -> dict:
     """Run (or resume, or reuse) one trial and return its result dict (also in ``workdir/result.json``).
+
+    ``callbacks`` go to the trainer; ``progress`` shows its tqdm bars; ``epoch_table`` prints one indented
+    line per epoch (:class:`seglib.train.progress.EpochTable`); ``reuse`` takes a finished result of the
+    same spec from a sibling study instead of training.
 
     Returns:
         ``{"format", "study", "key", "hash", "params", "spec", "state" ("complete"|"pruned"),
@@ -265,7 +250,8 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
         f.write(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}) + "\n")
     if not trial.splits:
         raise RuntimeError("the trial has no splits")
-    trainer = trial.trainer(callbacks=callbacks, progress=progress)
+    table = [EpochTable(prefix="      ")] if epoch_table else []
+    trainer = trial.trainer(callbacks=[*callbacks, *table], progress=progress)
     state = "complete"
     try:
         trainer.fit()

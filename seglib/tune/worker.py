@@ -31,8 +31,10 @@ between machines, and SQLite on Drive has locking and late-sync problems (optuna
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -42,7 +44,9 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
+from tqdm.auto import tqdm
 
+from ..config import config_label
 from ..metrics import BinaryMetrics, upgrade_keys
 from .trial import StopTrial
 
@@ -166,6 +170,30 @@ class EpochReporter:
             raise StopTrial("pruned")
 
 
+class TrialProgress:
+    """Trainer callback: show the running trial's last epoch in the study bar's postfix
+    (``epoch k/E val_fg_dice 0.7123``); ``epochs`` is the trial's planned epochs (None: unknown)."""
+
+    def __init__(self, bar, epochs: int | None, monitor: str = "val_fg_dice"):
+        self.bar, self.epochs, self.monitor = bar, epochs, monitor
+
+    def on_epoch_end(self, trainer, record: dict) -> None:
+        """Put ``record``'s epoch and monitored value into the bar's postfix (the trainer is not read)."""
+        value = record.get(self.monitor)
+        self.bar.set_postfix_str(f"epoch {record['epoch']}/{self.epochs or '?'} {self.monitor} "
+                                 + (f"{value:.4f}" if isinstance(value, (int, float)) else "-"), refresh=True)
+
+
+def study_best(study: optuna.Study) -> tuple[float, str] | None:
+    """``(value, config label)`` of the best complete trial of ``study`` (maximised val Dice), or None."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and not math.isnan(t.value)]
+    if not done:
+        return None
+    best = max(done, key=lambda t: t.value)
+    return best.value, config_label(best.user_attrs.get("key", f"trial-{best.number}"))
+
+
 class StudyWorker:
     """Runs the trials of several studies from a shared storage until all are finished.
 
@@ -179,7 +207,11 @@ class StudyWorker:
             is taken over (keep it several heartbeats long).
         poll: seconds between looks at other workers' running trials; wait: wait for them (False:
             return when nothing is claimable).
-        log: ``str -> None`` for progress lines.
+        log: ``str -> None`` for progress lines (default: ``tqdm.write`` to stdout, so lines and bar do not
+            mix in a terminal).
+        bar: a tqdm bar per study, ``study <name>: trial k/N; best val Dice ...``, its postfix the running
+            trial's last epoch; None: in notebooks and terminals, not in plain logs (tqdm's non-TTY rule);
+            False: never. The log lines say ``trial k/N`` and the best so far in any case.
 
     Raises:
         ValueError: an unknown pruner.
@@ -187,12 +219,14 @@ class StudyWorker:
 
     def __init__(self, storage, plans: list[StudyPlan], run_trial: Callable, *, pruner: str | None = None,
                  heartbeat: float = 20.0, stale_after: float = 90.0, poll: float = 5.0, wait: bool = True,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] | None = None, bar: bool | None = None):
         if pruner not in (None, "none", "median"):
             raise ValueError(f"PRUNER={pruner!r}: use None or 'median'")
         self.storage, self.plans, self.run_trial = storage, plans, run_trial
         self.prune = pruner == "median"
-        self.heartbeat, self.stale_after, self.poll, self.wait, self.log = heartbeat, stale_after, poll, wait, log
+        self.heartbeat, self.stale_after, self.poll, self.wait = heartbeat, stale_after, poll, wait
+        self.log = log or (lambda line: tqdm.write(line, file=sys.stdout))
+        self.bar = bar
         self.ran: list[str] = []  # keys this worker trained or resumed
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -257,29 +291,42 @@ class StudyWorker:
     def _claim_and_run(self, study: optuna.Study, plan: StudyPlan) -> str:
         """Run claimable trials of ``plan``; ``"done"`` when all are finished, ``"busy"`` when others run some."""
         by_id = {_params_id(tp.params): tp for tp in plan.trials}
-        while True:
-            status = self._upkeep(study, plan)
-            mine = [status.get(pid) for pid in by_id]
-            if all(s == "done" for s in mine):
-                return "done"
-            if "waiting" not in mine:
-                return "busy"
-            trial = study.ask()
-            params = {name: trial.suggest_categorical(name, list(values)) for name, values in plan.space.items()}
-            pid = _params_id(params)
-            dup = self._duplicate_of(study, trial, params)
-            if dup is not None or pid not in by_id:
-                study._storage.set_trial_user_attr(trial._trial_id, "duplicate_of", dup)
-                study.tell(trial, state=TrialState.FAIL)
-                continue
-            self._run_one(study, trial, by_id[pid])
+        n = len(plan.trials)
+        bar = tqdm(total=n, desc=f"study {plan.name}", unit="trial", file=sys.stdout,
+                   disable=None if self.bar is None else not self.bar)
+        try:
+            while True:
+                status = self._upkeep(study, plan)
+                mine = [status.get(pid) for pid in by_id]
+                bar.update(mine.count("done") - bar.n)
+                if all(s == "done" for s in mine):
+                    return "done"
+                if "waiting" not in mine:
+                    return "busy"
+                trial = study.ask()
+                params = {name: trial.suggest_categorical(name, list(values)) for name, values in plan.space.items()}
+                pid = _params_id(params)
+                dup = self._duplicate_of(study, trial, params)
+                if dup is not None or pid not in by_id:
+                    study._storage.set_trial_user_attr(trial._trial_id, "duplicate_of", dup)
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
+                k = min(n, mine.count("done") + mine.count("running") + 1)
+                best = study_best(study)
+                best_text = f"best val Dice {best[0]:.4f} ({best[1]})" if best else "no trial finished yet"
+                bar.set_description_str(f"study {plan.name}: trial {k}/{n}; {best_text}", refresh=False)
+                bar.set_postfix_str("starting", refresh=True)
+                self.log(f"  [{plan.name}] trial {k}/{n}: {by_id[pid].key} (Optuna trial {trial.number}; {best_text})")
+                self._run_one(study, trial, by_id[pid], [TrialProgress(bar, by_id[pid].spec.get("epochs"))])
+        finally:
+            bar.close()
 
-    def _run_one(self, study: optuna.Study, trial: optuna.Trial, tp: TrialPlan) -> None:
+    def _run_one(self, study: optuna.Study, trial: optuna.Trial, tp: TrialPlan, extra: list = ()) -> None:
+        """Train ``tp`` as Optuna trial ``trial`` (heartbeat, reporter and ``extra`` callbacks) and tell the result."""
         hb = Heartbeat(study._storage, trial._trial_id, self.heartbeat)
         trial.set_user_attr("key", tp.key)
         try:
-            self.log(f"  [{tp.study}] trial {trial.number}: {tp.key}")
-            result = self.run_trial(tp, [EpochReporter(trial, hb, self.prune)])
+            result = self.run_trial(tp, [EpochReporter(trial, hb, self.prune), *extra])
         except StopTrial as stop:
             hb.stop()
             self.log(f"  [{tp.study}] {tp.key}: {stop}")
