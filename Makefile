@@ -8,7 +8,8 @@ export HF_HUB_OFFLINE ?= 1
 export SEGLIB_ENV ?= local
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test lint clean-runs
+.PHONY: demo test lint wheel repository clean-runs
+WHEEL_DIR ?= dist
 
 $(STAMP): requirements.txt requirements-catalyst.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,16 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check seglib tests
+
+# the wheel a Colab user drops into MyDrive/seglib/ on Google Drive (the notebooks install it from there)
+wheel: $(STAMP)
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+	@ls -1 $(WHEEL_DIR)/seglib-*.whl
+
+# point pyproject.toml, the notebooks' SEGLIB_SOURCE and every Colab badge at your repository:
+#   make repository URL=https://github.com/<owner>/<name>
+repository:
+	$(PYTHON) tools/repository.py $(URL)
 
 clean-runs:
 	@echo "runs/ holds checkpoints and results; delete it yourself if you mean it: rm -rf runs/"

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .data.fingerprint import data_fingerprint
 from .data.sources import resolve_data
 from .data.splits import split_counts, subset_evenly
 from .data.transforms import size_for_epoch
@@ -23,7 +24,20 @@ from .runtime import pick_device, seed_everything, workspace
 from .tensors import to_device
 from .train.callbacks import LossMean
 from .train.checkpoint import atomic_write_json, load_checkpoint
+from .train.progress import EpochTable
 from .train.trainer import FitResult, Trainer
+
+
+def experiment_name(experiment: str, data) -> str:
+    """The default work-folder name of a run on ``data``: ``experiment``, or ``<experiment>_synthetic`` for
+    synthetic data (``"synthetic"``, ``"synthetic:<generator>"``) unless the name says so already (it contains
+    ``synthetic`` or starts with ``demo``, as the ``seglib.nbrun`` demos). So the notebooks' synthetic default
+    never lands in (or is resumed by) the real-data run of the same ``EXPERIMENT``; an explicit WORKDIR is
+    used as given (its data fingerprint guards it)."""
+    synthetic = str(data) == "synthetic" or str(data).startswith("synthetic:")
+    if not synthetic or "synthetic" in experiment or experiment.startswith("demo"):
+        return experiment
+    return f"{experiment}_synthetic"
 
 
 class Experiment:
@@ -35,7 +49,7 @@ class Experiment:
         SMOKE_COUNTS: ``{split: samples kept}`` in a smoke run (splits not named keep none).
 
     Args:
-        cfg: the training configuration (``cfg.experiment`` names the work folder).
+        cfg: the training configuration (``cfg.experiment`` names the work folder, see :func:`experiment_name`).
         data: the ``DATA`` value as the user gave it (see :func:`seglib.data.sources.resolve_data`).
         workdir / local: results folder and fast local folder (see :func:`seglib.runtime.workspace`).
         layout: layout name or ``"auto"`` (the task's :meth:`read_layout` resolves it).
@@ -55,7 +69,7 @@ class Experiment:
         self.t0 = time.monotonic()
         self.cfg, self.data, self.smoke, self.notebook = cfg, str(data), smoke, notebook
         self.sha256, self.synthetic_kwargs = data_sha256, synthetic_kwargs
-        self.ws = workspace(cfg.experiment, workdir, local)
+        self.ws = workspace(experiment_name(cfg.experiment, data), workdir, local)
         self.device = pick_device(device)
         self.splits: dict = {}
         self.root: Path | None = None
@@ -151,36 +165,60 @@ class Experiment:
             kwargs["encoder_weights"] = self.cfg.encoder_weights if pretrained else None
         return build_model(self.cfg.model, **kwargs)
 
-    def trainer(self, lr_override: float | None = None, callbacks=(), progress: bool = True) -> Trainer:
-        """A :class:`Trainer` for this run (``fit()`` resumes from the work folder if possible)."""
+    def data_fingerprint(self) -> dict:
+        """The fingerprint of the data this run trains on (:func:`seglib.data.fingerprint.data_fingerprint` of
+        ``DATA``, the layout and the current splits), recorded in every checkpoint. Raises RuntimeError before
+        :meth:`prepare`."""
+        if not self.splits:
+            raise RuntimeError("call prepare() first")
+        return data_fingerprint(self.data, self.layout, self.root, self.splits)
+
+    def trainer(self, lr_override: float | None = None, callbacks=(), progress: bool = True,
+                fine_tune_from=None) -> Trainer:
+        """A :class:`Trainer` for this run (``fit()`` resumes from the work folder if possible; see :meth:`train`
+        for ``fine_tune_from``)."""
         if not self.splits:
             raise RuntimeError("call prepare() first")
         return Trainer(self.cfg, self.build_model(), self.dataset("train"), self.dataset("val"), self.ws,
                        loss_fn=self.loss(), metrics_factory=self.metrics_factory, render_grid=self.render_grid,
-                       callbacks=callbacks, lr_override=lr_override, device=str(self.device), progress=progress)
+                       callbacks=callbacks, lr_override=lr_override, device=str(self.device), progress=progress,
+                       data=self.data_fingerprint(), fine_tune_from=fine_tune_from)
 
     def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True,
-              engine: str = "seglib") -> FitResult:
+              engine: str = "seglib", epoch_table: bool = True, fine_tune_from=None) -> FitResult:
         """Train (or resume, or do nothing if finished) and return the :class:`FitResult`.
+
+        A WORKDIR holds one run: resuming it with other data (another data fingerprint) stops before training
+        with :class:`~seglib.train.identity.DataMismatch`, whose message gives the two ways forward.
 
         Args:
             engine: ``"seglib"`` (the :class:`Trainer`) or ``"catalyst"`` (Catalyst's ``SupervisedRunner``,
                 :func:`seglib.integrations.catalyst_engine.train_catalyst`; needs ``requirements-catalyst.txt``).
                 Both write the same checkpoints, so either can resume the other's run.
+            epoch_table: print a header and one line per epoch (:class:`seglib.train.progress.EpochTable`).
+            fine_tune_from: ``FINE_TUNE_FROM``: a checkpoint file or another run's WORKDIR (its ``best.pt``,
+                else ``last.pt``). With no checkpoint in WORKDIR yet, a new run starts from those model weights
+                (fresh optimizer, epoch 0, this data); Run all again resumes that run.
 
         Raises:
             ValueError: unknown ``engine``.
+            seglib.train.identity.DataMismatch: WORKDIR's run was trained on other data (nothing is changed).
+            seglib.train.identity.FineTuneError: ``fine_tune_from`` names no checkpoint or this WORKDIR, or
+                WORKDIR already holds another run.
+            seglib.train.mirror.MirrorError: the copy to WORKDIR failed twice (the local folder has it all).
             seglib.integrations.catalyst_compat.CatalystMissing: ``"catalyst"`` without Catalyst installed.
         """
         if engine not in ("seglib", "catalyst"):
             raise ValueError(f"ENGINE must be 'seglib' or 'catalyst', got {engine!r}")
         self.engine = engine
+        if epoch_table:
+            callbacks = [*callbacks, EpochTable()]
         if engine == "catalyst":
             from .integrations.catalyst_engine import train_catalyst
 
-            self.fit_result = train_catalyst(self, lr_override, callbacks, progress)
+            self.fit_result = train_catalyst(self, lr_override, callbacks, progress, fine_tune_from)
             return self.fit_result
-        self.fit_result = self.trainer(lr_override, callbacks, progress).fit()
+        self.fit_result = self.trainer(lr_override, callbacks, progress, fine_tune_from).fit()
         return self.fit_result
 
     @property
@@ -226,15 +264,21 @@ class Experiment:
 
     # ------------------------------------------------------------------ summary
     def summary(self) -> dict:
-        """The ``summary.json`` content, the same form for every notebook."""
+        """The ``summary.json`` content, the same form for every notebook. ``status`` is ``"fresh"``,
+        ``"resumed"``, ``"already finished"`` (this call trained nothing; ``resumed_from`` None) or
+        ``"not trained"``; ``fine_tuned_from`` names the checkpoint a fine-tuning run started from;
+        ``data.fingerprint`` is the data id every checkpoint records."""
         fr = self.fit_result
         return {
             "notebook": self.notebook,
             "engine": self.engine,
             "data": {"source": self.data, "path": str(self.root), "layout": self.layout,
-                     "counts": {k: len(v) for k, v in self.splits.items()}},
+                     "counts": {k: len(v) for k, v in self.splits.items()},
+                     "fingerprint": fr.data["id"] if fr and fr.data else None},
+            "status": fr.status if fr else "not trained",
             "epochs_completed": fr.epochs_completed if fr else 0,
             "resumed_from": fr.resumed_from if fr else None,
+            "fine_tuned_from": fr.fine_tuned_from if fr else None,
             "best": fr.best if fr else None,
             "stopped_early": fr.stopped_early if fr else False,
             "final_metrics": self.final_metrics,
