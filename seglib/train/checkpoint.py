@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import faults
+
 TMP_MARK = ".tmp-"
 
 
@@ -66,6 +68,7 @@ def atomic_save(obj: dict, path: str | os.PathLike, keep_previous: bool = False)
         except OSError:
             shutil.copy2(path, prev_tmp)
         os.replace(prev_tmp, prev)
+    faults.point("atomic_save.before_replace")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
@@ -155,6 +158,9 @@ def _copy_open_file(src, tmp: Path, size: int, mbps: float) -> None:
         while chunk := src.read(1 << 20):
             out.write(chunk)
             done += len(chunk)
+            if done >= size // 2 > done - len(chunk):
+                out.flush()
+                faults.point("mirror.mid_copy")
             if mbps > 0:
                 time.sleep(max(0.0, done / (mbps * 1e6) - (time.monotonic() - t0)))
         out.flush()

@@ -54,6 +54,7 @@ from .identity import (  # noqa: F401  (CheckpointMismatch, DataMismatch, upgrad
     resolve_fine_tune,
     upgrade_checkpoint,
 )
+from . import faults
 from .mirror import BackgroundCopy
 from .optim import build_optimizer, build_scheduler, set_lr
 
@@ -212,10 +213,13 @@ class TrainingState:
         """Write ``last.pt`` (keeping ``last.prev.pt``), ``best.pt`` (:meth:`best_state_dict`) if ``best``,
         ``history.json``, then ask for the copy to WORKDIR (in the background)."""
         state = self.state_dict()
+        faults.point("save.begin")
         atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
+        faults.point("save.between")
         if best:
             atomic_save(self.best_state_dict(state), self.ckpt_dir / "best.pt")
         atomic_write_json(self.ws.local / "history.json", self.history)
+        faults.point("save.end")
         if self.copier is not None:
             self.copier.request()
 
