@@ -38,6 +38,13 @@ class TrainConfig:
         seed: seed of initialisation, shuffling and augmentation.
         amp / channels_last: used on CUDA only.
         log_images: validation samples shown in the per-epoch TensorBoard grid.
+        mask_threshold: binarise the masks explicitly: class 1 where the stored value >= ``mask_threshold``,
+            else 0 (needs ``n_classes=2``; e.g. 128 for 0/255 masks saved as JPEG, which are refused without
+            it). None (default): masks must hold class ids ``0..n_classes-1`` (or {0, 255} for 2 classes) and
+            are never merged silently. See :func:`seglib.data.io.read_mask`.
+        mask_scale: stored mask value = class id x ``mask_scale`` (e.g. 5000 for some 16-bit masks); values
+            are divided by it before use. None (default, as in checkpoints saved before the field existed): stored
+            values are the class ids.
     """
 
     experiment: str = "run"
@@ -69,6 +76,8 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = True
     log_images: int = 4
+    mask_threshold: int | None = None
+    mask_scale: int | None = None
 
     def __post_init__(self):
         if self.resize_schedule:
@@ -78,6 +87,11 @@ class TrainConfig:
                 raise ValueError(f"{name.upper()} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"LR must be > 0, got {self.lr}")
+        if self.mask_threshold is not None and self.n_classes != 2:
+            raise ValueError(f"MASK_THRESHOLD={self.mask_threshold} binarises the masks into 2 classes; set "
+                             f"N_CLASSES=2 (got {self.n_classes}) or MASK_THRESHOLD=None")
+        if self.mask_scale is not None and int(self.mask_scale) < 1:
+            raise ValueError(f"MASK_SCALE must be >= 1, got {self.mask_scale}")
 
     def to_dict(self) -> dict:
         """Plain dict (JSON- and ``torch.load(weights_only=True)``-safe)."""

@@ -123,9 +123,11 @@ class DepthSegRun(Experiment):
         return layout, splits
 
     def check(self) -> None:
-        """Header-only size check of every train/val image, mask and depth map
-        (:func:`seglib.data.checks.check_samples`), then :meth:`check_depth_direction`."""
-        check_samples(self.splits["train"] + self.splits["val"])
+        """Decode every image, mask, depth map and background of every split once: no corrupt, truncated or
+        bomb file, masks and depth maps of their image's size (:func:`seglib.data.checks.check_samples`; masks
+        are binarised by the explicit threshold of :func:`seglib.data.depth.read_binary_mask`, so JPEG masks
+        are accepted), then :meth:`check_depth_direction`."""
+        check_samples([s for split in self.splits.values() for s in split])
         self.check_depth_direction()
 
     def describe(self) -> str:

@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .data.checks import check_samples, class_id_reader
 from .data.classes import colorize, default_class_table, palette
 from .data.datasets import SegmentationDataset
-from .data.io import DataError, read_mask
+from .data.io import DataError
 from .data.layouts import Splits, load_splits
 from .data.transforms import denormalize, size_fn
 from .experiment import Experiment
@@ -36,6 +36,9 @@ class SegmentationRun(Experiment):
         class_names: one name per class (default: JetCar's for 22 classes, CamVid's for 12).
         layout: ``"auto"``, ``"jetcar"`` or ``"pairs"`` (:data:`seglib.data.layouts.SEGMENTATION_LAYOUTS`; a
             depth layout such as ``"modest"`` is refused by :meth:`prepare` with a KeyError listing these).
+        pair_by: ``PAIR_BY``, a regular expression capturing the id that an image's and its mask's names share
+            (e.g. ``r"^(\\d+)_"`` for DRIVE's ``21_training.tif`` / ``21_manual1.gif``), for the pairs layout
+            (:mod:`seglib.data.pairing`; a ``pairs.csv`` needs no setting).
         data_sha256: expected SHA-256 of a zip/download.
         smoke: keep only a few images per split (CPU runs in seconds).
         synthetic_kwargs: arguments of the synthetic generator (counts, size, seed).
@@ -53,9 +56,10 @@ class SegmentationRun(Experiment):
     def __init__(self, cfg: TrainConfig, data: str = "synthetic", *, workdir=None, local=None,
                  class_names: list[str] | None = None, layout: str = "auto", data_sha256: str | None = None,
                  smoke: bool = False, synthetic_kwargs: dict | None = None, notebook: str = "jetcar_segmentation",
-                 device: str | None = None):
+                 device: str | None = None, pair_by: str | None = None):
         super().__init__(cfg, data, workdir=workdir, local=local, layout=layout, data_sha256=data_sha256,
                          synthetic_kwargs=synthetic_kwargs, smoke=smoke, notebook=notebook, device=device)
+        self.pair_by = pair_by
         self.table = default_class_table(cfg.n_classes, class_names)
         self.class_names = [name for _, name, _ in self.table]
         self.colors = palette(cfg.n_classes, self.table)
@@ -63,18 +67,24 @@ class SegmentationRun(Experiment):
     # ------------------------------------------------------------------ data
     def read_layout(self, root: Path) -> tuple[str, Splits]:
         """``(layout, splits)`` of a segmentation layout (:func:`seglib.data.layouts.load_splits`)."""
-        return load_splits(root, self.layout, seed=self.cfg.seed)
+        return load_splits(root, self.layout, seed=self.cfg.seed, pair_by=self.pair_by)
 
     def check(self) -> None:
-        """Read every train/val mask once: sizes match their images and values are valid class ids
-        (:func:`seglib.data.checks.check_samples`)."""
-        check_samples(self.splits["train"] + self.splits["val"], class_id_reader(self.cfg.n_classes, self.cfg.ignore_index))
+        """Decode every image and mask of every split once (test images too): no corrupt, truncated or bomb
+        file, masks of their image's size holding class ids -- or binarised by ``cfg.mask_threshold`` / scaled
+        by ``cfg.mask_scale`` (:func:`seglib.data.checks.check_samples`)."""
+        check_samples([s for split in self.splits.values() for s in split], self.mask_reader())
+
+    def mask_reader(self):
+        """``path -> class ids`` with this run's settings (:func:`seglib.data.checks.class_id_reader`)."""
+        return class_id_reader(self.cfg.n_classes, self.cfg.ignore_index, self.cfg.mask_threshold, self.cfg.mask_scale)
 
     def dataset(self, split: str, augment: str | None = None) -> SegmentationDataset:
         """The dataset of ``split`` with the configured resize schedule and :meth:`augmentation`."""
         return SegmentationDataset(self.splits[split], self.cfg.n_classes,
                                    size_fn(self.cfg.img_size, self.cfg.resize_schedule),
-                                   self.augmentation(split, augment), self.cfg.seed, self.cfg.ignore_index)
+                                   self.augmentation(split, augment), self.cfg.seed, self.cfg.ignore_index,
+                                   self.cfg.mask_threshold, self.cfg.mask_scale)
 
     # ------------------------------------------------------------------ task hooks
     def loss(self):
@@ -96,7 +106,8 @@ class SegmentationRun(Experiment):
     def evaluate(self, which: str = "best", split: str = "val") -> dict:
         """Loss, mIoU, Dice, pixel accuracy, per-class IoU and confusion matrix of ``which`` on ``split``."""
         size = self.eval_size()
-        ds = SegmentationDataset(self.splits[split], self.cfg.n_classes, size, "none", self.cfg.seed, self.cfg.ignore_index)
+        ds = SegmentationDataset(self.splits[split], self.cfg.n_classes, size, "none", self.cfg.seed, self.cfg.ignore_index,
+                                 self.cfg.mask_threshold, self.cfg.mask_scale)
         scores = self.score(self.load_model(which), ds)
         scores["img_size"] = size
         self.final_metrics = scores
@@ -111,7 +122,7 @@ class SegmentationRun(Experiment):
             out["names"].append(s.name)
             out["images"].append(image)
             out["pred"].append(pred)
-            out["true"].append(read_mask(s.mask, self.cfg.n_classes, self.cfg.ignore_index) if s.mask else None)
+            out["true"].append(self.mask_reader()(s.mask) if s.mask else None)
         return out
 
     def viewer(self, split: str = "val", max_samples: int = 200):

@@ -80,6 +80,9 @@ class SegmentationDataset(EpochDataset):
         n_classes: number of classes C (mask ids ``0..C-1``).
         size, augment, seed: see :class:`EpochDataset`.
         ignore_index: void label kept in targets (excluded by losses and metrics), or None.
+        mask_threshold: ``MASK_THRESHOLD``, the explicit binarisation of grey masks (class 1 where value >=
+            it; needs ``n_classes=2``), or None; mask_scale: ``MASK_SCALE``, stored values are class ids times
+            it (e.g. 5000 in 16-bit masks), or None (1). See :func:`seglib.data.io.read_mask`.
 
     Items (for key ``(epoch, index)`` or a plain ``index``, epoch 1):
         ``{"input": float32 3 x S x S (normalised RGB), "target": int64 S x S class ids, "index": int}``
@@ -89,9 +92,11 @@ class SegmentationDataset(EpochDataset):
     """
 
     def __init__(self, samples: Sequence[Sample], n_classes: int, size: Callable[[int], int] | int,
-                 augment: str = "none", seed: int = 0, ignore_index: int | None = None):
+                 augment: str = "none", seed: int = 0, ignore_index: int | None = None,
+                 mask_threshold: int | None = None, mask_scale: int | None = None):
         super().__init__(samples, size, augment, seed)
         self.n_classes, self.ignore_index = n_classes, ignore_index
+        self.mask_threshold, self.mask_scale = mask_threshold, mask_scale
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Decoded ``(uint8 H x W x 3 image, H x W mask or None)`` at original resolution, checked."""
@@ -99,7 +104,7 @@ class SegmentationDataset(EpochDataset):
         image = read_image(s.image)
         if s.mask is None:
             return image, None
-        mask = read_mask(s.mask, self.n_classes, self.ignore_index)
+        mask = read_mask(s.mask, self.n_classes, self.ignore_index, self.mask_threshold, self.mask_scale or 1)
         if mask.shape != image.shape[:2]:
             check_sizes(s)
         return image, mask

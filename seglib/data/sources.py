@@ -72,28 +72,87 @@ def check_sha256(path: Path, expected: str | None) -> None:
             )
 
 
+MAX_UNPACKED_BYTES = 20 * 10**9
+"""Default limit of :func:`safe_extract` on a zip's unpacked size [bytes] (20 GB); set this module constant,
+or pass ``max_bytes``, to allow a larger dataset."""
+MAX_COMPRESSION_RATIO = 200.0
+"""Default limit of :func:`safe_extract` on unpacked size / zip file size: images and PNG masks barely compress,
+so a zip that unpacks to 200 times its size is a zip bomb (set this constant, or pass ``max_ratio``, to allow it)."""
+_CHUNK = 1 << 20
+
+
 def _unsafe_member(name: str) -> bool:
     p = PurePosixPath(name.replace("\\", "/"))
     return name.startswith(("/", "\\")) or bool(re.match(r"^[A-Za-z]:", name)) or ".." in p.parts
 
 
-def safe_extract(zip_path: Path, dest: Path) -> Path:
+def _size(n: float) -> str:
+    """``"21.0 MB"`` or ``"20.00 GB"``."""
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def _too_big(zip_path: Path, unpacked: int, zip_size: int, max_bytes: int, max_ratio: float,
+             when: str) -> DataError | None:
+    """The refusal for ``unpacked`` bytes out of a zip of ``zip_size`` bytes, or None within the limits."""
+    if unpacked > max_bytes:
+        return DataError(f"zip {zip_path} {when} {_size(unpacked)}, over the limit of {_size(max_bytes)}; refusing "
+                         "to extract it. If the dataset is genuinely that large, raise seglib.data.sources."
+                         "MAX_UNPACKED_BYTES (or pass max_bytes) and make sure the disk has the room")
+    if unpacked > max_ratio * max(zip_size, 1):
+        return DataError(f"zip {zip_path} ({_size(zip_size)}) {when} {_size(unpacked)}, "
+                         f"{unpacked / max(zip_size, 1):.0f} times its size (limit {max_ratio:g}): a zip bomb? Images "
+                         "barely compress; refusing to extract it. If it is genuine, raise seglib.data.sources."
+                         "MAX_COMPRESSION_RATIO (or pass max_ratio)")
+    return None
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, done: int, refuse) -> int:
+    """Stream one member to ``target`` counting bytes: raises :class:`DataError` once it writes more than its
+    header declares or ``refuse(done + written)`` (a :func:`_too_big` partial) says the total is over a limit.
+    Returns the bytes written."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with zf.open(info) as src, open(target, "wb") as dst:
+        while block := src.read(_CHUNK):
+            written += len(block)
+            if written > info.file_size:
+                raise DataError(f"zip member {info.filename!r} unpacks to more than the {info.file_size} bytes its "
+                                "header declares; the zip is corrupt or crafted, refusing it")
+            if err := refuse(done + written):
+                raise err
+            dst.write(block)
+    return written
+
+
+def safe_extract(zip_path: Path, dest: Path, max_bytes: int | None = None, max_ratio: float | None = None) -> Path:
     """Extract ``zip_path`` into ``dest`` (created; must not exist yet) without leaving partial output.
 
     Members with absolute paths, drive letters or ``..`` components are refused (zip-slip); symbolic
-    links are refused; ``__MACOSX``/``.DS_Store``/``Thumbs.db`` entries are skipped. Extraction goes to
-    a temporary sibling folder renamed into place when complete.
+    links are refused; ``__MACOSX``/``.DS_Store``/``Thumbs.db`` entries are skipped. A zip bomb is refused:
+    the unpacked size its directory declares must stay within ``max_bytes`` and ``max_ratio`` x the zip's file
+    size, checked before anything is written, and the bytes actually written are counted against the same
+    limits (and each member against its declared size) while extracting, in case the headers lie. Extraction
+    goes to a temporary sibling folder renamed into place when complete.
+
+    Args:
+        zip_path: the zip; dest: the folder to create.
+        max_bytes: unpacked-size limit [bytes]; None: :data:`MAX_UNPACKED_BYTES` (20 GB).
+        max_ratio: unpacked size / zip file size limit; None: :data:`MAX_COMPRESSION_RATIO` (200).
 
     Raises:
-        DataError: an unsafe member (named), a corrupt zip, or ``dest`` already existing.
+        DataError: an unsafe member (named), a zip over a limit (sizes, limit and how to raise it), a corrupt
+            zip, or ``dest`` already existing.
     """
     zip_path, dest = Path(zip_path), Path(dest)
+    max_bytes = MAX_UNPACKED_BYTES if max_bytes is None else int(max_bytes)
+    max_ratio = MAX_COMPRESSION_RATIO if max_ratio is None else float(max_ratio)
     if dest.exists():
         raise DataError(f"extraction target {dest} already exists; delete it or choose another cache folder")
     try:
         zf = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as err:
         raise DataError(f"{zip_path} is not a readable zip file ({err}); download it again") from None
+    zip_size = zip_path.stat().st_size
     with zf:
         for info in zf.infolist():
             if _unsafe_member(info.filename):
@@ -103,17 +162,29 @@ def safe_extract(zip_path: Path, dest: Path) -> Path:
                 )
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise DataError(f"zip {zip_path} contains the symbolic link {info.filename!r}; refusing to extract")
+        members = [i for i in zf.infolist() if not any(is_junk(part) for part in PurePosixPath(i.filename).parts)]
+        refusal = _too_big(zip_path, sum(i.file_size for i in members), zip_size, max_bytes, max_ratio,
+                           "declares an unpacked size of")
+        if refusal:
+            raise refusal
         tmp = dest.with_name(dest.name + f".partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        total = 0
         try:
-            for info in zf.infolist():
-                if any(is_junk(part) for part in PurePosixPath(info.filename).parts):
+            for info in members:
+                target = tmp.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
                     continue
-                zf.extract(info, tmp)
+                total += _copy_member(zf, info, target, total, lambda n: _too_big(
+                    zip_path, n, zip_size, max_bytes, max_ratio, "unpacks (more than its headers declare) to"))
         except (zipfile.BadZipFile, OSError, EOFError) as err:
             shutil.rmtree(tmp, ignore_errors=True)
             raise DataError(f"zip {zip_path} is corrupt ({err}); download it again") from None
+        except DataError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         os.replace(tmp, dest)
     return dest
 
