@@ -118,8 +118,9 @@ def test_jpeg_mask_is_refused_by_content_unless_thresholded(tmp_path):
     assert "MASK_THRESHOLD=128" in msg
     assert check_samples(all_samples(root), class_id_reader(2, threshold=128), progress=False) == 4
     assert set(np.unique(read_mask(root / "masks" / "s0.png", 2, threshold=128))) == {0, 1}
-    with pytest.raises(DataError, match="is a JPEG file"):  # the study's binary check refuses it too
+    with pytest.raises(DataError, match="is a JPEG file") as err:  # the study's binary check refuses it too
         read_binary_mask_values(root / "masks" / "s0.png")
+    assert "save them as PNG" in str(err.value) and "MASK_THRESHOLD" not in str(err.value)  # no such study option
 
 
 def test_twelve_class_masks_are_not_merged_into_two(tmp_path):

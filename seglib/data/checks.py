@@ -77,7 +77,14 @@ def read_binary_mask_values(path: Path) -> np.ndarray:
     Raises:
         DataError: other values (listed, with the fix) or an unreadable file.
     """
-    raw = read_mask(path, 1 << 32)  # grey values as stored: no class-id limit, nothing mapped to {0, 1}
+    try:
+        raw = read_mask(path, 1 << 32)  # grey values as stored: no class-id limit, nothing mapped to {0, 1}
+    except DataError as err:
+        if " is a JPEG file" not in str(err) and " is a MPO file" not in str(err):
+            raise
+        raise DataError(f"mask {path} is a JPEG file (lossy: along every edge it holds values other than 0 and 255); "
+                        "the study reads binary masks as stored: threshold them (255 * (mask >= 128)) and save them "
+                        "as PNG") from None
     values = np.unique(raw).tolist()
     if not (set(values) <= {0, 1} or set(values) <= {0, 255}):
         raise DataError(f"mask {path} has values {values[:10]}{' ...' if len(values) > 10 else ''}; a binary mask "
