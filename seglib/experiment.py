@@ -23,7 +23,8 @@ from .models import build_model
 from .runtime import pick_device, seed_everything, workspace
 from .tensors import to_device
 from .train.callbacks import LossMean
-from .train.checkpoint import atomic_write_json, load_checkpoint
+from .train.checkpoint import atomic_write_json
+from .train.ckptfile import WEIGHT_KEYS, TornCheckpoint, load_checkpoint, read_checkpoint
 from .train.progress import EpochTable
 from .train.trainer import FitResult, Trainer
 
@@ -78,6 +79,7 @@ class Experiment:
         self.final_metrics: dict = {}
         self.predictions_zip: Path | None = None
         self.engine = "seglib"
+        self.loaded: dict | None = None
 
     # ------------------------------------------------------------------ data: the one template
     def prepare(self, check: bool = True) -> dict:
@@ -227,18 +229,49 @@ class Experiment:
         return self.ws.local / "tensorboard"
 
     def load_model(self, which: str = "best"):
-        """The model in eval mode with weights from ``checkpoints/<which>.pt`` (``"best"`` falls back to ``"last"``).
+        """The model in eval mode with weights from the local ``checkpoints/<which>.pt``.
+
+        ``"best"`` that is missing or torn falls back to ``last.pt`` (then ``last.prev.pt``) with one printed line
+        naming the file used and why; ``"last"`` falls back to ``last.prev.pt`` the same way. The file used is
+        recorded in :attr:`loaded` (``{"checkpoint", "epoch"}``) and named in the summary.
 
         Raises:
             FileNotFoundError: no checkpoint yet.
+            RuntimeError: checkpoints exist but none is readable (names them; nothing is deleted).
+            seglib.train.ckptfile.CheckpointError: a file holds something else or a refused pickle (names it).
         """
         model = self.build_model(pretrained=False)
+        folder, why = self.ws.local / "checkpoints", None
         for name in ([which, "last"] if which == "best" else [which]):
-            ckpt = load_checkpoint(self.ws.local / "checkpoints" / f"{name}.pt")
-            if ckpt is not None:
-                model.load_state_dict(ckpt["model"])
-                return model.to(self.device).eval()
-        raise FileNotFoundError(f"no checkpoint in {self.ws.local / 'checkpoints'}; run train() first")
+            path = folder / f"{name}.pt"
+            try:
+                ckpt = load_checkpoint(path, purpose="evaluate")
+            except RuntimeError as err:
+                if name == "last":
+                    raise
+                why = str(err).split(": ", 1)[-1].split(". Move")[0]  # "<path> is torn (<error>)"
+                continue
+            if ckpt is None:
+                why = why or f"{path.name} is missing"
+                continue
+            if why:
+                print(f"{why}; using {path.name} (epoch {ckpt.get('epoch')}) instead")
+            model.load_state_dict(ckpt["model"])
+            self.loaded = {"checkpoint": str(path), "epoch": ckpt.get("epoch")}
+            return model.to(self.device).eval()
+        raise FileNotFoundError(f"no checkpoint in {folder}; run train() first")
+
+    def best_file(self) -> dict | None:
+        """What the local ``best.pt`` holds: ``{"epoch", "best": {"metric", "value", "epoch"}, "record"}``
+        (``record``: its epoch's history record), or None when it is missing or torn."""
+        try:
+            b = read_checkpoint(self.ws.local / "checkpoints" / "best.pt", "cpu", WEIGHT_KEYS, "read")
+        except (FileNotFoundError, TornCheckpoint):
+            return None
+        rec = next((h for h in b.get("history", []) if h.get("epoch") == b.get("epoch")), None)
+        best = b.get("best") or {}
+        return {"epoch": b.get("epoch"), "record": rec,
+                "best": {"metric": best.get("monitor"), "value": best.get("value"), "epoch": b.get("epoch")}}
 
     @torch.no_grad()
     def score(self, model, dataset) -> dict:
@@ -267,8 +300,19 @@ class Experiment:
         """The ``summary.json`` content, the same form for every notebook. ``status`` is ``"fresh"``,
         ``"resumed"``, ``"already finished"`` (this call trained nothing; ``resumed_from`` None) or
         ``"not trained"``; ``fine_tuned_from`` names the checkpoint a fine-tuning run started from;
-        ``data.fingerprint`` is the data id every checkpoint records."""
-        fr = self.fit_result
+        ``data.fingerprint`` is the data id every checkpoint records.
+
+        One file: ``best`` (metric, value, epoch) and ``best_checkpoint`` are read from the ``best.pt`` that
+        exists (None, with a ``note``, when there is none); ``evaluated`` names the checkpoint (and epoch) the
+        ``final_metrics`` come from (:meth:`load_model`), with a ``note`` when it is not that ``best.pt``."""
+        fr, bf = self.fit_result, self.best_file()
+        notes = []
+        if fr is not None and bf is None:
+            notes.append(f"no readable best.pt in {self.ws.local / 'checkpoints'} (no best epoch yet, or it was "
+                         "lost: see the training output)")
+        if self.loaded and bf and (self.loaded["epoch"] != bf["epoch"] or not self.loaded["checkpoint"].endswith("best.pt")):
+            notes.append(f"final_metrics come from {self.loaded['checkpoint']} (epoch {self.loaded['epoch']}), not from "
+                         f"best.pt (epoch {bf['epoch']})")
         return {
             "notebook": self.notebook,
             "engine": self.engine,
@@ -279,15 +323,17 @@ class Experiment:
             "epochs_completed": fr.epochs_completed if fr else 0,
             "resumed_from": fr.resumed_from if fr else None,
             "fine_tuned_from": fr.fine_tuned_from if fr else None,
-            "best": fr.best if fr else None,
+            "best": bf["best"] if bf else None,
             "stopped_early": fr.stopped_early if fr else False,
             "final_metrics": self.final_metrics,
+            "evaluated": self.loaded,
             "seconds": time.monotonic() - self.t0,
             "config": self.cfg.to_dict(),
             "checkpoint": str(self.ws.workdir / "checkpoints" / "last.pt"),
-            "best_checkpoint": str(self.ws.workdir / "checkpoints" / "best.pt"),
+            "best_checkpoint": str(self.ws.workdir / "checkpoints" / "best.pt") if bf else None,
             "predictions": str(self.predictions_zip) if self.predictions_zip else None,
             "tensorboard": str(self.ws.workdir / "tensorboard"),
+            "note": "; ".join(notes) or None,
         }
 
     def write_summary(self) -> Path:

@@ -8,7 +8,7 @@ from catalyst_testing import catalyst_or_fail
 
 catalyst_or_fail()
 
-import seglib.train.state as state_module  # noqa: E402
+import seglib.train.recovery as recovery_module  # noqa: E402
 from seglib.config import TrainConfig  # noqa: E402
 from seglib.segmentation import SegmentationRun  # noqa: E402
 
@@ -35,8 +35,8 @@ def test_unknown_monitor_fails_before_training_listing_the_keys(tmp_path, engine
 @pytest.mark.parametrize("engine", ENGINES)
 def test_fresh_start_seeds_and_resume_does_not(tmp_path, engine, monkeypatch, one_thread):
     seeds = []
-    real = state_module.seed_everything
-    monkeypatch.setattr(state_module, "seed_everything", lambda s: (seeds.append(s), real(s)))
+    real = recovery_module.seed_everything  # restore() lives in seglib.train.recovery since issue 11
+    monkeypatch.setattr(recovery_module, "seed_everything", lambda s: (seeds.append(s), real(s)))
     assert make_run(tmp_path).train(progress=False, engine=engine).resumed_from is None
     assert seeds == [7]
     seeds.clear()

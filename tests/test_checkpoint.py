@@ -9,12 +9,12 @@ import torch
 from seglib.train.checkpoint import (
     atomic_save,
     clean_stale,
-    load_checkpoint,
     mirror,
     previous_path,
     rng_state,
     set_rng_state,
 )
+from seglib.train.ckptfile import load_checkpoint
 
 
 def test_atomic_save_keeps_previous_and_loads_weights_only(tmp_path):
@@ -26,13 +26,14 @@ def test_atomic_save_keeps_previous_and_loads_weights_only(tmp_path):
     assert sorted(x.name for x in p.parent.iterdir()) == ["last.prev.pt", "last.pt"]
 
 
-def test_corrupt_last_falls_back_to_previous(tmp_path):
+def test_corrupt_last_falls_back_to_previous(tmp_path, capsys):
     p = tmp_path / "last.pt"
     atomic_save({"model": {}, "epoch": 1}, p, keep_previous=True)
     atomic_save({"model": {}, "epoch": 2}, p, keep_previous=True)
     p.write_bytes(b"PK\x03\x04torn copy")
-    with pytest.warns(UserWarning, match="resumed from .*last.prev.pt"):
-        assert load_checkpoint(p)["epoch"] == 1
+    assert load_checkpoint(p)["epoch"] == 1
+    out = capsys.readouterr().out
+    assert f"{p} is torn (" in out and "using last.prev.pt instead" in out  # which file, why, what was used
     previous_path(p).write_bytes(b"also torn")
     with pytest.raises(RuntimeError, match="no readable checkpoint.*nothing is deleted"):
         load_checkpoint(p)
@@ -73,6 +74,7 @@ def test_rng_state_roundtrip_through_weights_only_file(tmp_path):
 def test_mirror_copies_changed_files_only(tmp_path):
     src, dst = tmp_path / "local", tmp_path / "drive"
     (src / "checkpoints").mkdir(parents=True)
+    dst.mkdir()  # WORKDIR exists (mirror creates only folders inside it)
     (src / "tensorboard").mkdir()
     (src / "checkpoints" / "last.pt").write_bytes(b"1" * 100)
     (src / "tensorboard" / "events.1").write_bytes(b"e")
@@ -96,3 +98,62 @@ def test_json_writer_strict_for_summaries_exact_for_state(tmp_path):
     back = json.loads(atomic_write_json(tmp_path / "state.json", obj).read_text())
     assert np.isnan(back["a"]) and back["c"][0] == float("inf")
     assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_mirror_never_creates_a_vanished_root_renames_prev_and_copies_a_growing_file_as_opened(tmp_path, monkeypatch):
+    import os
+
+    import seglib.train.checkpoint as ck
+
+    src, dst = tmp_path / "local", tmp_path / "drive" / "MyDrive" / "run"
+    (src / "checkpoints").mkdir(parents=True)
+    (src / "checkpoints" / "last.pt").write_bytes(b"epoch1")
+    with pytest.raises(FileNotFoundError, match="no longer exists"):
+        mirror(src, dst, ["checkpoints/last.pt"])
+    assert not (tmp_path / "drive").exists()  # Drive unmounted: no local stand-in appears
+    dst.mkdir(parents=True)
+    mirror(src, dst, ["checkpoints/last.pt"])
+    # the next save: last.pt becomes last.prev.pt (a hard link) and a new last.pt is written
+    os.link(src / "checkpoints" / "last.pt", src / "checkpoints" / "last.prev.pt")
+    (src / "checkpoints" / "last.pt.new").write_bytes(b"epoch2!")
+    os.replace(src / "checkpoints" / "last.pt.new", src / "checkpoints" / "last.pt")
+    copied, real = [], ck._copy_open_file
+    monkeypatch.setattr(ck, "_copy_open_file", lambda s, tmp, *a: (copied.append(tmp.name), real(s, tmp, *a)))
+    mirror(src, dst, ["checkpoints/last.prev.pt", "checkpoints/last.pt"])
+    assert (dst / "checkpoints" / "last.prev.pt").read_bytes() == b"epoch1"  # renamed on the WORKDIR side
+    assert (dst / "checkpoints" / "last.pt").read_bytes() == b"epoch2!" and len(copied) == 1  # one upload
+    # a file that grows while it is copied (a TensorBoard event file) is copied as it was when opened
+    (src / "tensorboard").mkdir()
+    events = src / "tensorboard" / "events"
+    events.write_bytes(b"a" * 10)
+    monkeypatch.setattr(ck, "_copy_open_file", lambda s, tmp, size, m: (events.write_bytes(b"a" * 20),
+                                                                        real(s, tmp, size, m)))
+    mirror(src, dst, ["tensorboard"])
+    assert (dst / "tensorboard" / "events").read_bytes() == b"a" * 10
+    monkeypatch.setattr(ck, "_copy_open_file", real)
+    mirror(src, dst, ["tensorboard"])  # the next copy brings the rest
+    assert (dst / "tensorboard" / "events").read_bytes() == b"a" * 20
+
+
+def test_a_copy_cut_off_before_last_leaves_tensorboard_at_least_as_far(tmp_path, monkeypatch):
+    import seglib.train.checkpoint as ck
+    from seglib.train.state import MIRRORED
+
+    src, dst = tmp_path / "local", tmp_path / "drive"
+    for rel, data in (("tensorboard/events", b"e1e2"), ("checkpoints/last.pt", b"L2"), ("checkpoints/best.pt", b"B2"),
+                      ("history.json", b"[1,2]")):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    dst.mkdir()
+    real = ck._copy_open_file
+
+    def killed_at_last(s, tmp, *a):
+        if tmp.name.startswith("last.pt"):
+            raise OSError("Transport endpoint is not connected")  # the VM goes away during the last.pt copy
+        real(s, tmp, *a)
+
+    monkeypatch.setattr(ck, "_copy_open_file", killed_at_last)
+    with pytest.raises(OSError):
+        mirror(src, dst, MIRRORED)
+    assert (dst / "tensorboard" / "events").read_bytes() == b"e1e2" and (dst / "history.json").exists()
+    assert not (dst / "checkpoints" / "last.pt").exists() and not list(dst.rglob("*.tmp-*"))

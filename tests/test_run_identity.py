@@ -106,6 +106,7 @@ def test_best_checkpoint_holds_weights_config_metrics_and_data_only(tmp_path, on
 
 def test_background_copy_does_not_block_and_waits(tmp_path, monkeypatch):
     (tmp_path / "local").mkdir()
+    (tmp_path / "drive").mkdir()  # WORKDIR exists: mirror never creates it
     (tmp_path / "local" / "a.bin").write_bytes(b"x" * 10)
     release, started = threading.Event(), threading.Event()
     real = mirror_module.mirror

@@ -4,11 +4,14 @@ A checkpoint is a ``dict`` that ``torch.load(path, weights_only=True)`` accepts 
 strings, lists, dicts only) with at least the key ``"model"`` (the state_dict). Writes go to a
 temporary file in the same folder, are flushed and ``fsync``-ed, and replace the target with
 ``os.replace``; the previous ``last.pt`` is kept as ``last.prev.pt`` so a checkpoint that fails to
-load (a torn copy on a synced drive) falls back to the one before it.
+load (a torn copy on a synced drive) falls back to the one before it. A full disk is a
+:class:`StorageError` naming the folder and the space needed; reading a file that is not a seglib
+checkpoint is a :class:`~seglib.train.ckptfile.CheckpointError` naming the file and what it holds.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import numbers
@@ -16,7 +19,6 @@ import os
 import random
 import shutil
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,11 @@ import torch
 from . import faults
 
 TMP_MARK = ".tmp-"
+
+
+class StorageError(OSError):
+    """A checkpoint could not be written for lack of space or permission; the message names the folder, the
+    space free and needed (disk full) and what to do. The previous file is intact; no partial file is left."""
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -40,6 +47,66 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _mb(n: float) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts/lists): about what ``torch.save`` of it writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _disk_full(err: BaseException) -> bool:
+    """``torch.save`` reports ENOSPC as ``RuntimeError: [enforce fail at inline_container.cc...] unexpected pos``
+    or ``file write failed``; plain writes as ``OSError`` ENOSPC/EDQUOT."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, RuntimeError) and any(s in str(err) for s in ("inline_container", "unexpected pos",
+                                                                        "file write failed"))
+
+
+def storage_error(err: BaseException, path: Path, needed: int) -> StorageError:
+    """The :class:`StorageError` for ``err`` raised while writing ``path`` (``needed`` bytes): disk full (free
+    and needed space), read-only or not permitted (names the folder), else the error as it is."""
+    folder = path.parent
+    if _disk_full(err):
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            free = float("nan")
+        return StorageError(errno.ENOSPC, f"disk full: could not write {path.name} in {folder}: {_mb(free)} free, "
+                            f"about {_mb(needed)} needed ({type(err).__name__}: {str(err)[:120]}). The partial file "
+                            f"was deleted and the previous {path.name} (if any) is intact. Free some space (old runs, "
+                            f"the data cache) or give WORKDIR a folder on a larger disk, then run again to resume")
+    if isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return StorageError(err.errno, f"folder {folder} is read-only ({err.strerror}): seglib cannot write its "
+                            f"checkpoints there. Give WORKDIR a writable folder (nothing was changed)")
+    return StorageError(getattr(err, "errno", None) or errno.EIO, f"could not write {path}: "
+                        f"{type(err).__name__}: {err}")
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` if needed and check that a file can be written there (before any training).
+
+    Raises:
+        StorageError: read-only or not permitted (the message names the folder).
+    """
+    folder = Path(folder)
+    probe = folder / f".write-check{TMP_MARK}{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise storage_error(err, probe, 0) from err
+
+
 def atomic_save(obj: dict, path: str | os.PathLike, keep_previous: bool = False) -> Path:
     """Write ``obj`` with ``torch.save`` to ``path`` atomically.
 
@@ -52,22 +119,35 @@ def atomic_save(obj: dict, path: str | os.PathLike, keep_previous: bool = False)
     Returns:
         ``path``. A crash at any moment leaves the old file (or the new one) complete; at worst a stale
         ``.tmp-`` file remains, which :func:`clean_stale` removes.
+
+    Raises:
+        StorageError: disk full (names the folder, the space free and needed: the previous file's size or the
+            tensors' bytes, the larger), read-only folder, or another write error; the partial temporary file is
+            deleted and the previous file is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    if keep_previous and path.exists():
-        prev = previous_path(path)
-        prev_tmp = prev.with_name(f"{prev.name}{TMP_MARK}{os.getpid()}")
-        try:
-            os.link(path, prev_tmp)
-        except OSError:
-            shutil.copy2(path, prev_tmp)
-        os.replace(prev_tmp, prev)
+    prev_tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            prev = previous_path(path)
+            prev_tmp = prev.with_name(f"{prev.name}{TMP_MARK}{os.getpid()}")
+            try:
+                os.link(path, prev_tmp)
+            except OSError:
+                shutil.copy2(path, prev_tmp)
+            os.replace(prev_tmp, prev)
+    except (OSError, RuntimeError) as err:
+        for t in (tmp, prev_tmp):
+            if t is not None:
+                t.unlink(missing_ok=True)
+        needed = max(path.stat().st_size if path.exists() else 0, tensor_bytes(obj))
+        raise storage_error(err, path, needed) from err
     faults.point("atomic_save.before_replace")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
@@ -79,43 +159,21 @@ def previous_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def clean_stale(folder: Path) -> list[Path]:
-    """Delete ``*.tmp-<pid>`` files left by interrupted writes in ``folder``; returns what was removed."""
+def clean_stale(folder: Path, recursive: bool = False) -> list[Path]:
+    """Delete ``*.tmp-<pid>`` files left by interrupted writes or copies in ``folder`` (and its subfolders with
+    ``recursive``); returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
     removed = []
-    if Path(folder).is_dir():
-        for p in Path(folder).iterdir():
-            if TMP_MARK in p.name:
+    for p in list(folder.rglob("*") if recursive else folder.iterdir()):
+        if TMP_MARK in p.name and p.is_file():
+            try:
                 p.unlink(missing_ok=True)
-                removed.append(p)
+            except OSError:  # a read-only WORKDIR: left for the next start
+                continue
+            removed.append(p)
     return removed
-
-
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict | None:
-    """Load ``path`` with ``weights_only=True``, falling back to its ``.prev`` copy if it is unreadable.
-
-    Returns:
-        The checkpoint dict, or None when neither file exists.
-
-    Raises:
-        RuntimeError: both files exist and neither loads (the message names them).
-    """
-    path = Path(path)
-    errors = []
-    for candidate in (path, previous_path(path)):
-        if not candidate.exists():
-            continue
-        try:
-            ckpt = torch.load(candidate, map_location=map_location, weights_only=True)
-            if candidate != path:
-                warnings.warn(f"{path} could not be read ({errors[-1] if errors else 'missing'}); resumed from "
-                              f"{candidate} instead", UserWarning, stacklevel=2)
-            return ckpt
-        except Exception as err:  # noqa: BLE001 - any unpickling/zip error means "unreadable"
-            errors.append(f"{candidate}: {type(err).__name__}: {err}")
-    if errors:
-        raise RuntimeError("no readable checkpoint: " + "; ".join(errors) +
-                           ". Move these files away to start from scratch (nothing is deleted automatically)")
-    return None
 
 
 def rng_state() -> dict:
@@ -151,11 +209,12 @@ def copy_throttle() -> float:
 
 
 def _copy_open_file(src, tmp: Path, size: int, mbps: float) -> None:
-    """Copy the open binary file ``src`` (``size`` bytes) to ``tmp`` in 1 MiB chunks, at most ``mbps`` MB/s
-    when ``mbps > 0``; flushed and ``fsync``-ed."""
+    """Copy the first ``size`` bytes of the open binary file ``src`` to ``tmp`` in 1 MiB chunks (a file that
+    grows meanwhile, as a TensorBoard event file, is copied as it was when opened; the rest goes with the next
+    copy), at most ``mbps`` MB/s when ``mbps > 0``; flushed and ``fsync``-ed."""
     t0, done = time.monotonic(), 0
     with open(tmp, "wb") as out:
-        while chunk := src.read(1 << 20):
+        while done < size and (chunk := src.read(min(1 << 20, size - done))):
             out.write(chunk)
             done += len(chunk)
             if done >= size // 2 > done - len(chunk):
@@ -167,51 +226,87 @@ def _copy_open_file(src, tmp: Path, size: int, mbps: float) -> None:
         os.fsync(out.fileno())
 
 
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
+
+
+def _makedirs_inside(root: Path, folder: Path) -> None:
+    """Create ``folder`` and its parents below ``root``, never ``root`` itself (a vanished Drive mount point
+    must not reappear as a local folder): FileNotFoundError when ``root`` is gone."""
+    cur = root
+    for part in folder.relative_to(root).parts:
+        cur = cur / part
+        try:
+            cur.mkdir()
+        except FileExistsError:
+            pass
+
+
 def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:
     """Copy files or folders ``relpaths`` from ``src_root`` to ``dst_root`` (e.g. local disk -> Drive).
 
-    Each file is opened once and copied from that open file (so a checkpoint replaced meanwhile by a newer
-    one is still copied whole), to a temporary name beside the target, size-checked, ``fsync``-ed and
-    renamed into place: the target is never half-written and a failed copy never replaces a good file.
-    Unchanged files (same size and mtime) are skipped; the copy keeps the source's mtime.
+    Every source file is opened first, then copied in the order of ``relpaths`` from that open file: a
+    checkpoint replaced meanwhile by a newer one is still copied whole, and with ``relpaths`` ordered
+    TensorBoard, history, ``last.prev.pt``, ``last.pt``, ``best.pt`` (:data:`seglib.train.state.MIRRORED`)
+    the copied TensorBoard files hold at least the epochs of the copied ``last.pt``, whenever the copy is
+    cut off. Each file goes to a temporary name beside the target, is size-checked, ``fsync``-ed and renamed
+    into place: the target is never half-written and a failed copy never replaces a good file. Unchanged files
+    (same size and mtime) are skipped; the copy keeps the source's mtime. A ``<stem>.prev<suffix>`` whose
+    content is the target's current ``<stem><suffix>`` (same size and mtime) is renamed there, not copied.
+    Only folders below ``dst_root`` are created.
 
     Raises:
+        FileNotFoundError: ``dst_root`` does not exist (Drive unmounted); nothing is created.
         OSError: a copy whose size differs from the source (Drive full or disconnected), or any I/O error
             (the temporary file is removed; the target keeps its previous content).
     """
     src_root, dst_root = Path(src_root), Path(dst_root)
+    if not dst_root.is_dir():
+        raise FileNotFoundError(2, f"{dst_root} no longer exists", str(dst_root))
     if src_root.resolve() == dst_root.resolve():
         return
     files: list[Path] = []
     for rel in relpaths:
         p = src_root / rel
         if p.is_dir():
-            files.extend(q for q in p.rglob("*") if q.is_file() and TMP_MARK not in q.name)
+            files.extend(sorted(q for q in p.rglob("*") if q.is_file() and TMP_MARK not in q.name))
         elif p.is_file():
             files.append(p)
-    mbps = copy_throttle()
-    for f in files:
-        dst = dst_root / f.relative_to(src_root)
-        try:
-            src = open(f, "rb")
-        except FileNotFoundError:  # removed meanwhile (a TensorBoard file rotated): nothing to copy
-            continue
-        with src:
-            st = os.fstat(src.fileno())
-            if dst.exists() and dst.stat().st_size == st.st_size and int(dst.stat().st_mtime) == int(st.st_mtime):
-                continue
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dst.with_name(f"{dst.name}{TMP_MARK}{os.getpid()}")
+    opened = []
+    try:
+        for f in files:
             try:
-                _copy_open_file(src, tmp, st.st_size, mbps)
-                if tmp.stat().st_size != st.st_size:
-                    raise OSError(f"copy of {f} to {dst} is incomplete ({tmp.stat().st_size} of {st.st_size} "
-                                  "bytes); is the drive full or disconnected?")
-                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-                os.replace(tmp, dst)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+                opened.append((f, open(f, "rb")))
+            except FileNotFoundError:  # removed meanwhile (a TensorBoard file rotated): nothing to copy
+                continue
+        mbps = copy_throttle()
+        for f, src in opened:
+            _copy_one(src, f, dst_root / f.relative_to(src_root), dst_root, mbps)
+    finally:
+        for _, src in opened:
+            src.close()
+
+
+def _copy_one(src, f: Path, dst: Path, dst_root: Path, mbps: float) -> None:
+    st = os.fstat(src.fileno())
+    if dst.exists() and _same(dst.stat(), st):
+        return
+    _makedirs_inside(dst_root, dst.parent)
+    current = dst.with_name(dst.name.replace(".prev.", ".", 1))
+    if current != dst and current.exists() and _same(current.stat(), st):
+        os.replace(current, dst)  # last.pt of the previous copy is this last.prev.pt: no second upload
+        return
+    tmp = dst.with_name(f"{dst.name}{TMP_MARK}{os.getpid()}")
+    try:
+        _copy_open_file(src, tmp, st.st_size, mbps)
+        if tmp.stat().st_size != st.st_size:
+            raise OSError(f"copy of {f} to {dst} is incomplete ({tmp.stat().st_size} of {st.st_size} "
+                          "bytes); is the drive full or disconnected?")
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def json_safe(obj, strict: bool = True):
@@ -238,11 +333,19 @@ def atomic_write_json(path: str | os.PathLike, obj, indent: int = 1, strict: boo
 
     ``strict=True`` writes NaN/inf as null (files for other programs, such as ``summary.json``); the
     default keeps them as ``NaN``/``Infinity`` so seglib's own state files read back exactly.
+
+    Raises:
+        StorageError: disk full or read-only folder (the partial file is deleted; ``path`` is unchanged).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(json_safe(obj, strict), indent=indent, allow_nan=not strict))
+    text = json.dumps(json_safe(obj, strict), indent=indent, allow_nan=not strict)
+    try:
+        tmp.write_text(text)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(err, path, len(text.encode())) from err
     os.replace(tmp, path)
     return path
 

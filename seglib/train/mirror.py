@@ -4,13 +4,15 @@ Training writes every checkpoint to the fast local folder first; :class:`Backgro
 changed to WORKDIR with :func:`seglib.train.checkpoint.mirror` (atomic on the WORKDIR side: temporary
 name, size check, rename; a failed copy never replaces a good file), so the training thread does not
 wait for Drive. Requests made while a copy runs are merged into one more copy of whatever changed.
-A failed copy is reported (stderr) at the next request and retried then; :meth:`BackgroundCopy.wait`,
+A failed copy is reported (stderr, with its cause in words: WORKDIR read-only, full, or no longer there
+because Drive was unmounted; :func:`explain`) at the next request and retried then; :meth:`BackgroundCopy.wait`,
 called at the end of every ``train()`` (both engines, and so before any export), waits for the copy in
 flight, retries a failed one once and raises if it still fails, so no error is lost.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
 import threading
 import time
@@ -21,6 +23,19 @@ from .checkpoint import mirror
 
 class MirrorError(OSError):
     """Copying the local folder to WORKDIR failed twice; the local folder still holds everything."""
+
+
+def explain(err: BaseException, workdir: Path) -> str:
+    """The cause of a failed copy to ``workdir`` in words: it no longer exists (Drive unmounted), it is
+    read-only, it is full, else the error's type and text."""
+    if not Path(workdir).is_dir():
+        return f"WORKDIR {workdir} no longer exists; is Drive still mounted? ({type(err).__name__}: {err})"
+    code = getattr(err, "errno", None)
+    if code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"WORKDIR {workdir} is read-only ({type(err).__name__}: {err})"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return f"WORKDIR {workdir} is full ({type(err).__name__}: {err})"
+    return f"{type(err).__name__}: {err}"
 
 
 class BackgroundCopy:
@@ -58,8 +73,9 @@ class BackgroundCopy:
         err = self.error
         if err is not None and err is not self._reported:
             self._reported = err
-            print(f"WARNING: copying {self.src} to WORKDIR {self.dst} failed ({type(err).__name__}: {err}); "
-                  "retrying now. The local folder holds the latest checkpoint.", file=sys.stderr, flush=True)
+            print(f"WARNING: copying {self.src} to WORKDIR {self.dst} failed ({explain(err, self.dst)}); "
+                  "training goes on and the copy is retried at the next save. The local folder holds the latest "
+                  "checkpoint.", file=sys.stderr, flush=True)
 
     def _run(self) -> None:
         while True:
@@ -102,7 +118,7 @@ class BackgroundCopy:
             self._copy()
         self.blocked += time.monotonic() - t0
         if self.error is not None:
-            msg = (f"copying {self.src} to WORKDIR {self.dst} failed: {type(self.error).__name__}: {self.error}. "
+            msg = (f"copying {self.src} to WORKDIR {self.dst} failed: {explain(self.error, self.dst)}. "
                    f"Everything is in the local folder {self.src}; run train() again once WORKDIR is writable "
                    "(it copies what is missing), or copy the folder by hand.")
             if raise_errors:

@@ -5,7 +5,8 @@ scaler, best tracker, early stopping, loaders, counters, history), saves it (:me
 the one checkpoint format; ``best.pt`` slim), restores it (:meth:`~TrainingState.restore`: the restore order,
 the model and data checks of :mod:`~seglib.train.identity`, fine-tuning, one resume or "finished" line, the LR
 override, seeding on a fresh start) and records each epoch (history record, TensorBoard scalars, scheduler,
-best and early stopping, checkpoint copied to WORKDIR by :mod:`~seglib.train.mirror`). The loops
+best and early stopping, checkpoint copied to WORKDIR by :mod:`~seglib.train.mirror`); the recovery order and
+the rule that keeps ``best.pt`` and the best record the same are :mod:`~seglib.train.recovery`'s. The loops
 only call it: :class:`seglib.train.trainer.Trainer` (plain PyTorch) and the Catalyst adapter
 (:mod:`seglib.integrations.catalyst_engine`), so both engines seed, restore, record and stop by one rule
 and resume each other's checkpoints.
@@ -30,38 +31,28 @@ from ..config import TrainConfig
 from ..data.datasets import make_loader
 from ..data.transforms import size_for_epoch
 from ..metrics import higher_is_better
-from ..runtime import Workspace, default_num_workers, pick_device, seed_everything, versions
+from ..runtime import Workspace, default_num_workers, pick_device, versions
+from . import faults, recovery
 from .callbacks import BestTracker, EarlyStopping, LossMean, check_monitor, monitor_keys  # noqa: F401
-from .checkpoint import (
-    atomic_save,
-    atomic_write_json,
-    clean_stale,
-    load_checkpoint,
-    mirror,
-    resume_message,
-    rng_state,
-    set_rng_state,
-)
+from .checkpoint import StorageError, atomic_save, atomic_write_json, rng_state, set_rng_state  # noqa: F401
+from .ckptfile import WEIGHT_KEYS, CheckpointError, check_keys, is_state_dict, read_checkpoint  # noqa: F401
 from .identity import (  # noqa: F401  (CheckpointMismatch, DataMismatch, upgrade_checkpoint re-exported)
     BEST_KEYS,
     CheckpointMismatch,
     DataMismatch,
     FineTuneError,
     check_compatible,
-    check_data,
-    check_fine_tune_target,
-    config_changes,
-    resolve_fine_tune,
     upgrade_checkpoint,
 )
-from . import faults
 from .mirror import BackgroundCopy
-from .optim import build_optimizer, build_scheduler, set_lr
+from .optim import build_optimizer, build_scheduler
 
 FORMAT = "seglib-checkpoint/1"
 """Checkpoint format. Fields added since (``engine``, ``train_acc.seen`` as a float tensor) are optional."""
-MIRRORED = ["checkpoints/last.pt", "checkpoints/best.pt", "tensorboard", "history.json"]
-"""What is copied between the local folder and WORKDIR (relative paths)."""
+MIRRORED = ["tensorboard", "history.json", "checkpoints/last.prev.pt", "checkpoints/last.pt", "checkpoints/best.pt"]
+"""What is copied from the local folder to WORKDIR (relative paths), in this order: a copy cut off anywhere
+leaves WORKDIR's TensorBoard at least as far as its ``last.pt`` (:func:`~seglib.train.checkpoint.mirror` opens
+every file first), and ``last.pt`` (the commit point) before ``best.pt``, as the local writes."""
 
 
 @dataclass
@@ -69,7 +60,8 @@ class FitResult:
     """What a fit did: ``status`` is ``"fresh"`` (started at epoch 0, also when fine-tuning), ``"resumed"``
     or ``"already finished"`` (nothing trained); ``resumed_from`` is None or ``{"epoch", "batch"}`` (epoch in
     progress, batches already done) for a resumed run; ``best`` is ``{"metric", "value", "epoch"}``;
-    ``seconds`` wall-clock time of this call; ``fine_tuned_from`` None or ``{"path", "epoch", "data"}`` (the
+    ``seconds`` wall-clock time of this call; ``best_checkpoint`` WORKDIR's ``best.pt``, None while there is
+    no best (``best`` then has value and epoch None); ``fine_tuned_from`` None or ``{"path", "epoch", "data"}`` (the
     checkpoint whose weights the run started from); ``data`` the data fingerprint; the paths are in WORKDIR."""
 
     history: list[dict]
@@ -79,7 +71,7 @@ class FitResult:
     stopped_early: bool
     seconds: float
     checkpoint: Path
-    best_checkpoint: Path
+    best_checkpoint: Path | None
     tensorboard: Path
     last_val: dict = field(default_factory=dict)
     status: str = "fresh"
@@ -210,8 +202,15 @@ class TrainingState:
         set_rng_state(ckpt["rng"])
 
     def save(self, best: bool = False) -> None:
-        """Write ``last.pt`` (keeping ``last.prev.pt``), ``best.pt`` (:meth:`best_state_dict`) if ``best``,
-        ``history.json``, then ask for the copy to WORKDIR (in the background)."""
+        """Write ``last.pt`` (keeping ``last.prev.pt``) first: it is the epoch's commit point and records the
+        best it expects; then ``best.pt`` (:meth:`best_state_dict`) if ``best``, ``history.json``, and ask for
+        the copy to WORKDIR (in the background). A kill between the two writes is repaired on resume
+        (:func:`seglib.train.recovery.reconcile_best`).
+
+        Raises:
+            seglib.train.checkpoint.StorageError: disk full or read-only (names the folder and the space needed;
+                the previous files are intact).
+        """
         state = self.state_dict()
         faults.point("save.begin")
         atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
@@ -234,71 +233,39 @@ class TrainingState:
             self.copier.wait(raise_errors)
 
     def restore(self) -> dict | None:
-        """Resume from ``last.pt`` if there is one; else start fresh (from ``FINE_TUNE_FROM``'s weights if set)
-        and seed with ``config.seed``.
+        """Resume from the most advanced readable checkpoint, else start fresh (from ``FINE_TUNE_FROM``'s
+        weights if set) and seed with ``config.seed`` (:func:`seglib.train.recovery.restore`).
 
-        Order: pull WORKDIR's ``last.pt`` (with best, history, TensorBoard) when it is newer than the local
-        one, delete stale temporary files, load ``last.pt`` (or ``last.prev.pt``), check it belongs to this
-        model, this data and (with ``FINE_TUNE_FROM``) this fine-tuning run, load it, then print one line:
-        the resume (naming the WORKDIR file) with the configuration changes, or that training already
-        finished; finally apply the LR override. Sets :attr:`status`.
+        Order: check the local folder is writable; delete stale temporary files (locally and in WORKDIR); pick
+        local ``last.pt``, local ``last.prev.pt``, WORKDIR ``last.pt``, WORKDIR ``last.prev.pt`` (the readable
+        one with the most progress; a WORKDIR file is used through a verified local copy), else warm-restart
+        from a readable ``best.pt``; check it belongs to this model, this data and (with ``FINE_TUNE_FROM``)
+        this fine-tuning run; load it; reconcile ``best.pt`` with the best it records; print one line (the
+        resume naming the WORKDIR file, with the configuration changes, or that training already finished;
+        one more line per fallback); apply the LR override. Sets :attr:`status`.
 
         Returns:
-            The loaded checkpoint, or None on a fresh start.
+            The loaded checkpoint (for a warm restart: ``best.pt`` plus the RNG state), or None on a fresh start.
 
         Raises:
-            CheckpointMismatch: ``last.pt`` (or the fine-tuning source) belongs to another model (it is kept).
-            DataMismatch: ``last.pt`` was trained on other data (names both fingerprints and the ways forward).
+            CheckpointMismatch: the checkpoint (or the fine-tuning source) belongs to another model (it is kept).
+            DataMismatch: the checkpoint was trained on other data (names both fingerprints and the ways forward).
             FineTuneError: ``FINE_TUNE_FROM`` names no checkpoint, this WORKDIR, or WORKDIR holds another run.
-            RuntimeError: neither ``last.pt`` nor ``last.prev.pt`` is readable.
+            CheckpointError: a checkpoint holds something else (a plain state_dict, a tensor ...) or a pickle
+                that safe loading refuses; the message names the file.
+            StorageError: the local checkpoint folder is read-only (before any training).
+            RuntimeError: checkpoints exist but none of ``last.pt``, ``last.prev.pt``, ``best.pt`` is readable.
         """
-        self._t_start = time.monotonic()
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        remote = self.ws.workdir / "checkpoints" / "last.pt"
-        if self.ws.mirrored:
-            local = self.ckpt_dir / "last.pt"
-            if remote.exists() and (not local.exists() or remote.stat().st_mtime > local.stat().st_mtime):
-                mirror(self.ws.workdir, self.ws.local, MIRRORED)
-            clean_stale(remote.parent)  # copies to WORKDIR cut off by a disconnect
-        clean_stale(self.ckpt_dir)
-        path = self.ckpt_dir / "last.pt"
-        ckpt = load_checkpoint(path, map_location=self.device)
-        source = resolve_fine_tune(self.fine_tune, self.ws) if self.fine_tune and ckpt is None else None
-        if ckpt is None:
-            if source is not None:
-                self._load_fine_tune(source)
-            seed_everything(self.cfg.seed)
-        else:
-            ckpt = upgrade_checkpoint(ckpt, self.task)
-            check_compatible(self.cfg, self.model, ckpt, path)
-            if self.fine_tune:
-                check_fine_tune_target(ckpt, resolve_fine_tune(self.fine_tune, self.ws), remote, self.ws.workdir)
-            check_data(ckpt.get("data"), self.data, remote, self.ws.workdir)  # None there: taken from now on
-            changed = config_changes(ckpt, self.cfg)
-            self.load_state_dict(ckpt)
-            self.fine_tuned_from = ckpt.get("fine_tuned_from")
-            if self.finished:
-                self.status = "already finished"
-                why = "early stopping" if self.early.should_stop else f"EPOCHS={self.cfg.epochs}"
-                print(f"training already finished ({why}) after {self.epoch} epochs ({remote}); raise EPOCHS or "
-                      "EARLY_STOP_PATIENCE to train on")
-                return ckpt
-            self.status, self.resumed_from = "resumed", {"epoch": self.epoch + 1, "batch": self.batch}
-            writer = ckpt.get("engine", "seglib")
-            print(resume_message(remote, self.epoch, self.batch, self.n_batches, self.optimizer.param_groups[-1]["lr"],
-                                 self.best.state_dict()) + f"; engine {self.engine}"
-                  + (f" (checkpoint written by the {writer} engine)" if writer != self.engine else ""))
-            if changed:
-                print(changed)
-            if self.lr_override:
-                print(f"  LR override: {self.optimizer.param_groups[-1]['lr']:.3g} -> {self.lr_override:.3g}")
-        if self.lr_override:
-            set_lr(self.optimizer, self.lr_override)
-        return ckpt
+        return recovery.restore(self)
 
     def _load_fine_tune(self, source: Path) -> None:
-        """Load the model weights of the checkpoint ``source`` (only them) for a new run; print where from."""
-        src = upgrade_checkpoint(load_checkpoint(source, map_location=self.device), self.task)
+        """Load the model weights of the checkpoint ``source`` (only them) for a new run; print where from. A
+        plain state_dict (``torch.save(model.state_dict())``) of this model's shapes is taken as the weights."""
+        src = read_checkpoint(source, self.device, (), "fine-tune from")
+        if is_state_dict(src):
+            src = {"model": src, "config": self.cfg.to_dict()}  # the shapes are checked below
+        check_keys(src, source, WEIGHT_KEYS, "fine-tune from")
+        src = upgrade_checkpoint(src, self.task)
         check_compatible(self.cfg, self.model, src, source, action="fine-tune from")
         self.model.load_state_dict(src["model"])
         self.fine_tuned_from = {"path": str(source), "epoch": src.get("epoch"), "data": src.get("data")}
@@ -385,7 +352,8 @@ class TrainingState:
         _on(self.callbacks, "on_epoch_end", self, record)
         if self.early.should_stop:
             print(f"early stopping after epoch {epoch}: no {self.cfg.monitor} improvement for "
-                  f"{self.early.wait} epochs (best {self.best.value:.4f} at epoch {self.best.epoch})")
+                  f"{self.early.wait} epochs (" + ("no best yet)" if self.best.value is None else
+                                                   f"best {self.best.value:.4f} at epoch {self.best.epoch})"))
         return record
 
     def result(self) -> FitResult:
@@ -395,6 +363,7 @@ class TrainingState:
             history=self.history, epochs_completed=self.epoch, resumed_from=self.resumed_from,
             best={"metric": self.best.monitor, "value": self.best.value, "epoch": self.best.epoch},
             stopped_early=self.early.should_stop, seconds=time.monotonic() - self._t_start,
-            checkpoint=ws / "checkpoints" / "last.pt", best_checkpoint=ws / "checkpoints" / "best.pt",
+            checkpoint=ws / "checkpoints" / "last.pt",
+            best_checkpoint=ws / "checkpoints" / "best.pt" if (self.ckpt_dir / "best.pt").is_file() else None,
             tensorboard=ws / "tensorboard", last_val=self.last_val, status=self.status,
             fine_tuned_from=self.fine_tuned_from, data=self.data)

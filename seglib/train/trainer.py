@@ -76,7 +76,7 @@ class Trainer(TrainingState):
                 metrics, grid = self._validate(epoch)
                 record = self.end_epoch(epoch, metrics, writer=writer, grid=grid)
                 epochs.set_postfix({self.cfg.monitor: f"{record[self.cfg.monitor]:.4f}",
-                                    "best": f"{self.best.value:.4f}"})
+                                    "best": "-" if self.best.value is None else f"{self.best.value:.4f}"})
                 if self.early.should_stop:
                     break
             ok = True
