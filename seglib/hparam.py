@@ -27,7 +27,7 @@ from .train.checkpoint import atomic_write_json
 from .tune.lr_search import SCORE_VERSION, Prober, decade_search, probe_score, suggest_lr
 from .tune.specs import BASE_SPEC, OPTIMIZER_NAMES, get_grids, seed_lr, spec_hash, spec_key
 from .tune.trial import BinaryTrial, data_id, execute, load_result
-from .tune.worker import StudyPlan, StudyWorker, TrialPlan, open_storage
+from .tune.worker import HEARTBEAT_S, STALE_AFTER_S, StudyPlan, StudyWorker, TrialPlan, open_storage
 
 LR_FROM = ("decade", "range_test", "seed")
 SMOKE_SETTINGS = {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1, "range_steps": 20,
@@ -267,7 +267,7 @@ class HParamRun:
                            local=self.ws.local / "trials" / tp.study / tp.key, device=str(self.device))
 
     def run_studies(self, studies="all", storage=None, lrs: dict | None = None, pruner: str | None = None,
-                    wait: bool = True, heartbeat: float = 20.0, stale_after: float = 90.0, poll: float = 5.0,
+                    wait: bool = True, heartbeat: float = HEARTBEAT_S, stale_after: float = STALE_AFTER_S, poll: float = 5.0,
                     progress: bool = False, epoch_table: bool = True, bar: bool | None = None) -> dict:
         """Run (or resume, or join) the studies; returns ``{study: "done" | "busy"}``.
 
@@ -288,7 +288,7 @@ class HParamRun:
             how = f"reused from {res['reused_study']}" if res.get("reused_from") else (
                 f"{res['epochs_completed']} epochs" + (f", resumed at {res['resumed_from']}" if res.get("resumed_from")
                                                        else ""))
-            self.worker.log(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} (best epoch {res['best_epoch']}; {how})")
+            self.worker.log(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} (best epoch {res['evaluated']['epoch']}; {how})")
             return res
 
         self.worker = StudyWorker(store, plans, run_trial, pruner=pruner, heartbeat=heartbeat,
@@ -308,9 +308,9 @@ class HParamRun:
         return out
 
     def table(self, study: str | None = None) -> list[dict]:
-        """Seed 004's columns per trial: study, config, loss value, Dice, val loss, val Dice (best
-        checkpoint; ``loss_value``/``train_fg_dice`` on the un-augmented training subset), plus val IoU, pixel AP, object
-        AP@0.5, best epoch and epochs run. Deterministic: same seeds give the same numbers."""
+        """Seed 004's columns per trial: study, config, loss value, Dice, val loss, val Dice (best checkpoint;
+        ``loss_value``/``train_fg_dice`` on the un-augmented training subset), val IoU, pixel AP, object AP@0.5, best
+        epoch (of the ``best.pt`` scored, ``result["evaluated"]``), epochs run. Same seeds give the same numbers."""
         return self._rows(self.results(study))
 
     @staticmethod
@@ -322,7 +322,7 @@ class HParamRun:
                          "lr": r["spec"]["lr"], "loss_value": f["train_loss"], "train_fg_dice": f["train_fg_dice"],
                          "val_loss": f["val_loss"], "val_fg_dice": f["val_fg_dice"], "val_fg_iou": f["val_fg_iou"],
                          "val_pixel_ap": f["val_pixel_ap"], "val_object_ap50": f.get("val_object_ap50"),
-                         "best_epoch": r["best_epoch"], "epochs": r["epochs_completed"], "state": r["state"]})
+                         "best_epoch": r["evaluated"]["epoch"], "epochs": r["epochs_completed"], "state": r["state"]})
         return rows
 
     def best(self, results: list[dict] | None = None) -> dict | None:
@@ -338,11 +338,11 @@ class HParamRun:
         return self.trial_folder(result["study"], result["key"])
 
     def predictions(self, result: dict, n: int = 4) -> dict:
-        """Validation predictions of a trial's best checkpoint (see :meth:`BinaryTrial.predict`)."""
+        """Validation predictions of the checkpoint a trial was scored on (``evaluated``; :meth:`BinaryTrial.predict`)."""
         folder = self.trained_folder(result)
         trial = BinaryTrial(result["spec"], self.splits, data=self.data, workdir=folder, local=folder,
                             device=str(self.device))
-        return trial.predict("val", n)
+        return trial.predict("val", n, Path(result["evaluated"]["file"]).stem)
 
     def top_predictions(self, study: str, top: int = 10, n: int = 3, results: list[dict] | None = None) -> dict:
         """``{config label: predictions(result, n)}`` of the ``top`` trials of ``study`` by val Dice, best
@@ -373,21 +373,22 @@ class HParamRun:
 
     def summary(self) -> dict:
         """The common ``summary.json`` (``base_trial``'s: data, config, time) plus ``trials`` (every trial's
-        config and scores), ``lr_search`` and ``studies``; ``best`` names the best config and its val Dice."""
+        config, scores, and ``best_epoch``/``scored_checkpoint``: the ``best.pt`` the scores come from), ``lr_search``
+        and ``studies``; ``best`` names the best config, its val Dice and epoch, ``best_checkpoint`` that file."""
         out = self.base_trial.summary()
         results = self.results()
         b = self.best(results)
-        trials = [{k: r.get(k) for k in ("study", "key", "params", "state", "best_epoch", "epochs_completed",
-                                         "reused_from")} | {"config": r["spec"], "scores": r["final"]}
-                  for r in results]
+        trials = [{k: r.get(k) for k in ("study", "key", "params", "state", "epochs_completed", "reused_from")}
+                  | {"best_epoch": r["evaluated"]["epoch"], "config": r["spec"], "scores": r["final"],
+                     "scored_checkpoint": str(self.trained_folder(r) / r["evaluated"]["file"])} for r in results]
         out.update({
             "best": None if b is None else {"metric": "val_fg_dice", "value": b["final"]["val_fg_dice"],
-                                            "epoch": b["best_epoch"], "study": b["study"], "trial": b["key"],
+                                            "epoch": b["evaluated"]["epoch"], "study": b["study"], "trial": b["key"],
                                             "config": b["spec"]},
             "final_metrics": b["final"] if b else {}, "epochs_completed": sum(r["epochs_completed"] for r in results
                                                                           if not r.get("reused_from")),
             "checkpoint": str(self.trained_folder(b) / "checkpoints" / "last.pt") if b else None,
-            "best_checkpoint": str(self.trained_folder(b) / "checkpoints" / "best.pt") if b else None,
+            "best_checkpoint": str(self.trained_folder(b) / b["evaluated"]["file"]) if b else None,
             "tensorboard": str(self.ws.workdir / "trials"), "trials": trials,
             "lr_search": {"rows": self.lr_rows, "lr_from": self.lr_from},
             "studies": {p.name: p.optuna_name for p in self.plans}, "storage": self.storage_desc,

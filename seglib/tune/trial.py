@@ -7,7 +7,10 @@ and validates on the fixed held-out split, never augmented and never training da
 for the whole study). :func:`execute`
 trains it (resuming from ``checkpoints/last.pt`` after any interruption), evaluates the best
 checkpoint on the un-augmented training subset and on validation, logs the hyperparameters to
-TensorBoard's HParams view and writes ``result.json`` atomically. A finished trial is never retrained,
+TensorBoard's HParams view and writes ``result.json`` atomically. The best checkpoint follows the rule of
+single runs: the numbers come from ``best.pt`` and only when it holds the epoch the training recorded as
+best (``result["evaluated"]`` names file and epoch); a missing or other-epoch ``best.pt`` raises
+:class:`BestCheckpointError` instead of a result made of another epoch's numbers. A finished trial is never retrained,
 and a spec already finished in another study (same hash) is reused instead of trained again.
 :func:`data_id` (:mod:`seglib.data.fingerprint`) identifies the study's data.
 """
@@ -34,12 +37,19 @@ from ..losses import build_loss  # seglib.losses registers the binary losses
 from ..metrics import BinaryMetrics, upgrade_keys
 from ..predict import predict_logits
 from ..train.checkpoint import atomic_write_json, mirror
+from ..train.ckptfile import load_checkpoint
 from ..train.progress import EpochTable
 from .specs import make_config, spec_hash
 
-RESULT_FORMAT = "seglib-hparam-trial/1"
+RESULT_FORMAT = "seglib-hparam-trial/2"
+"""2: ``evaluated`` ({"file", "epoch"}: the checkpoint the final numbers come from) was added."""
 BINARY_COLORS = np.array([[40, 40, 40], [255, 200, 0]], np.uint8)
 """Colours of background (0) and foreground (1) in prediction grids."""
+
+
+class BestCheckpointError(RuntimeError):
+    """A finished trial's ``best.pt`` is missing, unreadable or holds another epoch than the training's best
+    epoch: its ``result.json`` is not written (its numbers would describe another epoch)."""
 
 
 class StopTrial(Exception):
@@ -135,18 +145,55 @@ class BinaryTrial(Experiment):
         return prediction_grid([denormalize(x) for x in inputs], [t.numpy() for t in targets],
                                [(o[0] > 0).numpy().astype(np.uint8) for o in outputs], BINARY_COLORS)
 
+    def checkpoint_model(self, which: str = "best", epoch: int | None = None) -> tuple[torch.nn.Module, dict]:
+        """The model (eval mode) of ``checkpoints/<which>.pt`` in the trial's local folder, never another file.
+
+        Args:
+            which: ``"best"`` or ``"last"``.
+            epoch: the epoch the file must hold (``best``: the fit's best epoch, ``last``: its last); None: any.
+
+        Returns:
+            ``(model, {"file": "checkpoints/<which>.pt", "epoch": int})``, the file relative to the trial folder.
+
+        Raises:
+            BestCheckpointError: the file is missing or unreadable, or holds another epoch than ``epoch``
+                (the message names the file, both epochs and what to do).
+        """
+        path = self.ws.local / "checkpoints" / f"{which}.pt"
+        try:
+            ckpt = load_checkpoint(path, purpose="evaluate")
+        except (RuntimeError, ValueError) as err:  # torn (and no readable .prev copy), or foreign content
+            ckpt, why = None, f"unreadable ({err})"
+        else:
+            why = "missing"
+        folders = " and ".join(dict.fromkeys(str(f) for f in (self.ws.workdir, self.ws.local)))
+        fix = f". To train this trial again, delete {folders} and rerun the study (the other trials are kept)"
+        if ckpt is None:
+            raise BestCheckpointError(f"{path} is {why}" + (f": the training's best epoch is {epoch}" if epoch else "")
+                                      + f"; no result is written from another checkpoint{fix}")
+        held = int(ckpt.get("epoch", -1))
+        if epoch is not None and held != int(epoch):
+            raise BestCheckpointError(f"{path} holds epoch {held}, but the training recorded epoch {epoch} as "
+                                      f"{which} (a kill between the two checkpoint writes?); its numbers would "
+                                      f"describe another epoch, so no result is written{fix}")
+        model = self.build_model(pretrained=False)
+        model.load_state_dict(ckpt["model"])
+        return model.to(self.device).eval(), {"file": f"checkpoints/{which}.pt", "epoch": held}
+
     @torch.no_grad()
-    def evaluate(self, split: str = "val", which: str = "best", objects: bool = True) -> dict:
-        """Loss and :class:`BinaryMetrics` scores of checkpoint ``which`` on un-augmented ``split``.
+    def evaluate(self, split: str = "val", which: str = "best", objects: bool = True, model=None) -> dict:
+        """Loss and :class:`BinaryMetrics` scores of checkpoint ``which`` (:meth:`checkpoint_model`, or ``model``
+        when given) on un-augmented ``split``.
 
         Returns:
             ``{"loss", "fg_dice", "fg_iou", "precision", "recall", "pixel_ap"}`` floats, plus ``"object_ap50"``,
             ``"objects_true"``, ``"objects_pred"`` when ``objects``.
 
         Raises:
-            FileNotFoundError: no checkpoint yet.
+            BestCheckpointError: no such checkpoint (see :meth:`checkpoint_model`).
         """
-        model, data = self.load_model(which), self.dataset(split, "none")
+        model = self.checkpoint_model(which)[0] if model is None else model
+        data = self.dataset(split, "none")
         self.objects = bool(objects)
         try:
             return self.score(model, data)
@@ -159,11 +206,11 @@ class BinaryTrial(Experiment):
         "pred" (uint8 H x W, probability > 0.5), "prob" (float32 H x W)}``.
 
         Raises:
-            FileNotFoundError: no checkpoint yet; DataError: unreadable files.
+            BestCheckpointError: no such checkpoint (:meth:`checkpoint_model`); DataError: unreadable files.
         """
         out = {"names": [], "images": [], "true": [], "pred": [], "prob": []}
         samples = self.splits[split][:n]
-        for s, d, (logits,) in predict_logits(self.load_model(which), samples, self.cfg.img_size, self.device,
+        for s, d, (logits,) in predict_logits(self.checkpoint_model(which)[0], samples, self.cfg.img_size, self.device,
                                               self.cfg.batch_size):
             prob = torch.sigmoid(logits[0]).numpy()
             true = read_mask(s.mask, 2)
@@ -175,14 +222,17 @@ class BinaryTrial(Experiment):
 
 def load_result(folder) -> dict | None:
     """``folder/result.json`` of a finished trial, or None; keys written before issue 9 (``val_dice``, ...) come back
-    renamed (:func:`seglib.metrics.upgrade_keys`)."""
+    renamed (:func:`seglib.metrics.upgrade_keys`), and a format-1 result gets ``evaluated`` = its ``best.pt`` and
+    ``best_epoch`` (what it claimed; format 2 checks it before writing)."""
     path = Path(folder) / "result.json"
     if not path.exists():
         return None
     try:
-        return upgrade_keys(json.loads(path.read_text()), BinaryMetrics.task)
+        res = upgrade_keys(json.loads(path.read_text()), BinaryMetrics.task)
     except json.JSONDecodeError:
         return None
+    res.setdefault("evaluated", {"file": "checkpoints/best.pt", "epoch": res.get("best_epoch")})  # format 1
+    return res
 
 
 def hparams_of(spec: dict) -> dict:
@@ -227,11 +277,14 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
     Returns:
         ``{"format", "study", "key", "hash", "params", "spec", "state" ("complete"|"pruned"),
         "epochs_completed", "best_epoch", "best_val_fg_dice", "stopped_early", "steps", "steps_per_epoch",
-        "final" {train_loss, train_fg_dice, val_loss, val_fg_dice, val_fg_iou, val_pixel_ap, val_object_ap50, ...},
-        "history", "resumed_from", "reused_from", "seconds"}``.
+        "final" {train_loss, train_fg_dice, val_loss, val_fg_dice, val_fg_iou, val_pixel_ap, val_object_ap50, ...}
+        (scores of ``best.pt``), "evaluated" {"file": "checkpoints/best.pt", "epoch": best_epoch} (relative to the
+        trial folder; ``last.pt`` and the last epoch, said in a line, when no epoch had a val Dice to rank), "history",
+        "resumed_from", "reused_from", "seconds"}``.
 
     Raises:
         StopTrial: with state ``"lost"`` when a callback says another worker owns the trial now.
+        BestCheckpointError: ``best.pt`` is missing or holds another epoch than the fit's best (nothing written).
         Whatever training raises otherwise (the checkpoint stays; a rerun resumes).
     """
     folder = trial.ws.workdir
@@ -260,14 +313,22 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
             raise
         state = "pruned"
     history = list(trainer.history)
-    final = {f"train_{k}": v for k, v in trial.evaluate("train", objects=False).items() if k in ("loss", "fg_dice", "fg_iou")}
-    final.update({f"val_{k}": v for k, v in trial.evaluate("val").items()})
+    if trainer.best.epoch is None:  # val Dice NaN in every epoch (a diverged trial): nothing to rank, no best.pt
+        print(f"      {key}: no epoch had a val Dice to rank, so there is no best.pt; scored on last.pt (epoch "
+              f"{trainer.epoch})")
+        model, evaluated = trial.checkpoint_model("last", trainer.epoch)
+    else:  # the fit's best epoch, or an error
+        model, evaluated = trial.checkpoint_model("best", trainer.best.epoch)
+    final = {f"train_{k}": v for k, v in trial.evaluate("train", objects=False, model=model).items()
+             if k in ("loss", "fg_dice", "fg_iou")}
+    final.update({f"val_{k}": v for k, v in trial.evaluate("val", model=model).items()})
     result = {
         "format": RESULT_FORMAT, "study": study, "key": key, "hash": h, "params": params, "spec": trial.spec,
         "state": state, "epochs_completed": trainer.epoch, "best_epoch": trainer.best.epoch,
         "best_val_fg_dice": trainer.best.value, "stopped_early": trainer.early.should_stop, "steps": trainer.step,
         "steps_per_epoch": trainer.n_batches, "train_images": len(trial.splits["train"]),
-        "final": final, "history": history, "resumed_from": trainer.resumed_from, "reused_from": None,
+        "final": final, "evaluated": evaluated, "history": history, "resumed_from": trainer.resumed_from,
+        "reused_from": None,
         "seconds": time.monotonic() - t0,
     }
     metrics = {"hparam/val_fg_dice": final["val_fg_dice"], "hparam/val_loss": final["val_loss"],

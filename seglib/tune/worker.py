@@ -11,11 +11,14 @@ instead of mixing results. A worker (:class:`StudyWorker`, one per notebook/proc
 2. after claiming, checks for a *duplicate*: another trial with the same parameters, a lower number
    and a state other than FAIL. Then it is not its turn: the trial is closed as FAIL with user attribute
    ``duplicate_of`` (so two racing enqueues never make a point run twice);
-3. keeps a heartbeat in the trial's user attribute ``heartbeat`` (host, pid, time) from a background
-   thread. A RUNNING trial is *stale* when its heartbeat is older than ``stale_after`` seconds, or when
-   its process is gone on this host; a worker marks it FAIL and enqueues the same parameters again
-   (Optuna's JournalStorage has no heartbeat of its own; this is the RDB heartbeat +
-   ``RetryFailedTrialCallback`` idea, storage-independent);
+3. keeps a heartbeat in the trial's user attribute ``heartbeat`` (host, pid, process start, time) from a
+   background thread. A RUNNING trial is *stale* when its process is provably gone -- on this host: the pid
+   has ended or now belongs to a later process (a rerun on the same VM takes over at once) -- or when its
+   heartbeat is older than ``stale_after`` seconds (another host: whether its process lives cannot be
+   checked, so the wait stays; it is printed at once, with host, pid, age and the seconds left, and again
+   every ``notice_every`` seconds while the heartbeat is late). A worker marks a stale trial FAIL and
+   enqueues the same parameters again (Optuna's JournalStorage has no heartbeat of its own; this is the RDB
+   heartbeat + ``RetryFailedTrialCallback`` idea, storage-independent);
 4. trains the claimed trial in ``trials/<study>/<key>``, the key derived from the full spec, so a
    re-run trial resumes from that folder's ``last.pt``, and reports per-epoch val Dice for pruning
    (``MedianPruner`` when ``pruner="median"``).
@@ -32,10 +35,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from tqdm.auto import tqdm
 
 from ..config import config_label
 from ..metrics import BinaryMetrics, upgrade_keys
+from .liveness import HEARTBEAT_S, STALE_AFTER_S, Heartbeat, process_gone
 from .trial import StopTrial
 
 JOURNAL_NAME = "optuna_journal.log"
@@ -104,38 +106,6 @@ class StudyPlan:
 
 def _params_id(params: dict) -> str:
     return json.dumps(params, sort_keys=True, default=str)
-
-
-class Heartbeat:
-    """Writes the trial's ``heartbeat`` user attribute every ``interval`` seconds from a daemon thread.
-
-    ``lost`` becomes True when the storage refuses (the trial was closed by another worker).
-    """
-
-    def __init__(self, storage, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self.lost = False
-        self._stop = threading.Event()
-        self.beat()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def beat(self) -> None:
-        """Write one heartbeat now (sets :attr:`lost` if the storage refuses)."""
-        try:
-            self.storage.set_trial_user_attr(self.trial_id, "heartbeat",
-                                             {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
-        except Exception:  # noqa: BLE001 - finished by someone else, or storage unreachable
-            self.lost = True
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.beat()
-
-    def stop(self) -> None:
-        """Stop the thread (waits up to 5 s)."""
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 class EpochReporter:
@@ -203,8 +173,11 @@ class StudyWorker:
         run_trial: ``(plan: TrialPlan, callbacks: list) -> result dict`` with ``"state"`` and
             ``"best_val_fg_dice"``; raises :class:`StopTrial` to end early.
         pruner: None or ``"median"`` (``MedianPruner(n_startup_trials=3, n_warmup_steps=3)``).
-        heartbeat: seconds between heartbeats; stale_after: seconds without one before a RUNNING trial
-            is taken over (keep it several heartbeats long).
+        heartbeat: seconds between heartbeats; stale_after: seconds without one before a RUNNING trial of
+            another host is taken over (keep it several heartbeats long; see :data:`STALE_AFTER_S`); a trial
+            whose process on this host is gone is taken over at once.
+        notice_every: seconds between the lines that count down to the takeover of a trial whose heartbeat
+            is late (the first line comes at once, for any trial running elsewhere).
         poll: seconds between looks at other workers' running trials; wait: wait for them (False:
             return when nothing is claimable).
         log: ``str -> None`` for progress lines (default: ``tqdm.write`` to stdout, so lines and bar do not
@@ -218,16 +191,18 @@ class StudyWorker:
     """
 
     def __init__(self, storage, plans: list[StudyPlan], run_trial: Callable, *, pruner: str | None = None,
-                 heartbeat: float = 20.0, stale_after: float = 90.0, poll: float = 5.0, wait: bool = True,
-                 log: Callable[[str], None] | None = None, bar: bool | None = None):
+                 heartbeat: float = HEARTBEAT_S, stale_after: float = STALE_AFTER_S, poll: float = 5.0,
+                 wait: bool = True, log: Callable[[str], None] | None = None, bar: bool | None = None,
+                 notice_every: float = 10.0):
         if pruner not in (None, "none", "median"):
             raise ValueError(f"PRUNER={pruner!r}: use None or 'median'")
         self.storage, self.plans, self.run_trial = storage, plans, run_trial
         self.prune = pruner == "median"
         self.heartbeat, self.stale_after, self.poll, self.wait = heartbeat, stale_after, poll, wait
         self.log = log or (lambda line: tqdm.write(line, file=sys.stdout))
-        self.bar = bar
+        self.bar, self.notice_every = bar, notice_every
         self.ran: list[str] = []  # keys this worker trained or resumed
+        self._noticed: dict[int, dict] = {}  # trial id -> {"last": time of its last line, "hb": time, "alive"}
         optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def study(self, plan: StudyPlan) -> optuna.Study:
@@ -239,34 +214,54 @@ class StudyWorker:
                                    load_if_exists=True)
 
     # -------------------------------------------------------------------------------- queue upkeep
-    def _stale(self, t: optuna.trial.FrozenTrial) -> bool:
+    def _takeover_in(self, t: optuna.trial.FrozenTrial) -> tuple[float, str]:
+        """``(seconds until RUNNING trial t is taken over, 0 = now; who holds it and why)``."""
         hb = t.user_attrs.get("heartbeat")
-        if hb is None:
-            start = t.datetime_start or datetime.now()
-            return (datetime.now() - start).total_seconds() > self.stale_after
-        if hb.get("host") == socket.gethostname() and hb.get("pid") != os.getpid():
-            try:
-                os.kill(int(hb["pid"]), 0)
-            except ProcessLookupError:
-                return True
-            except (PermissionError, OSError):
-                pass
-        return time.time() - float(hb.get("time", 0)) > self.stale_after
+        if hb is None:  # claimed, no heartbeat written yet
+            age = (datetime.now() - (t.datetime_start or datetime.now())).total_seconds()
+            return max(0.0, self.stale_after - age), f"claimed {age:.0f} s ago, no heartbeat yet"
+        age = time.time() - float(hb.get("time", 0))
+        who = f"heartbeat from host {hb.get('host')} pid {hb.get('pid')}, {age:.0f} s ago"
+        gone = process_gone(hb, t._trial_id)
+        return (0.0, f"{who}; {gone}") if gone else (max(0.0, self.stale_after - age), who)
+
+    def _notice(self, plan: StudyPlan, t: optuna.trial.FrozenTrial, wait: float, who: str) -> None:
+        """Say at once that trial ``t`` runs elsewhere and when it is taken over, then every ``notice_every`` seconds
+        until a new heartbeat of it comes; once it came (the trial is alive), one line, and more only while its
+        heartbeat is late (older than two heartbeat intervals)."""
+        hb = t.user_attrs.get("heartbeat") or {}
+        now, seen = time.monotonic(), self._noticed.get(t._trial_id)
+        name = f"  [{plan.name}] trial {t.number} ({t.user_attrs.get('key', t.params)})"
+        if seen is not None and hb.get("time") != seen["hb"] and not seen["alive"]:
+            seen.update(hb=hb.get("time"), alive=True, last=now)
+            self.log(f"{name}: a new heartbeat came, it is alive; taken over only if its heartbeats stop for "
+                     f"{self.stale_after:.0f} s")
+            return
+        late = wait < self.stale_after - 2 * self.heartbeat
+        if seen is not None and ((seen["alive"] and not late) or now - seen["last"] < self.notice_every):
+            return
+        self._noticed[t._trial_id] = {"last": now, "hb": hb.get("time"), "alive": bool(seen and seen["alive"])}
+        self.log(f"{name} runs elsewhere: {who}; taken over in {wait:.0f} s unless a new heartbeat comes (STALE_AFTER "
+                 f"{self.stale_after:.0f} s" + ("; a process on another machine cannot be checked, so the wait is "
+                                                "needed)" if hb.get("host", socket.gethostname()) != socket.gethostname() else ")"))
 
     def _upkeep(self, study: optuna.Study, plan: StudyPlan) -> dict[str, str]:
         """Fail stale trials, enqueue grid points without a live trial; return ``{params id: status}``
         with status ``"done"``, ``"running"``, ``"waiting"``."""
         status: dict[str, str] = {}
         for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.RUNNING and self._stale(t):
-                try:
-                    study._storage.set_trial_user_attr(t._trial_id, "stale", True)
-                    study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                    self.log(f"  [{plan.name}] trial {t.number} {t.params} had no heartbeat: re-queued, it resumes "
-                             "from its checkpoint")
-                except Exception:  # noqa: BLE001 - another worker closed it first
-                    pass
-                continue
+            if t.state == TrialState.RUNNING:
+                wait, who = self._takeover_in(t)
+                if wait <= 0:
+                    try:
+                        study._storage.set_trial_user_attr(t._trial_id, "stale", True)
+                        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                        self.log(f"  [{plan.name}] trial {t.number} ({t.user_attrs.get('key', t.params)}): {who}; "
+                                 "taken over now, it resumes from its checkpoint")
+                    except Exception:  # noqa: BLE001 - another worker closed it first
+                        pass
+                    continue
+                self._notice(plan, t, wait, who)
             pid = _params_id(t.params or t.system_attrs.get("fixed_params", {}))
             rank = _RANK.get(t.state)
             if rank and _PRIORITY[rank] > _PRIORITY.get(status.get(pid), 0):
@@ -291,14 +286,16 @@ class StudyWorker:
     def _claim_and_run(self, study: optuna.Study, plan: StudyPlan) -> str:
         """Run claimable trials of ``plan``; ``"done"`` when all are finished, ``"busy"`` when others run some."""
         by_id = {_params_id(tp.params): tp for tp in plan.trials}
-        n = len(plan.trials)
-        bar = tqdm(total=n, desc=f"study {plan.name}", unit="trial", file=sys.stdout,
-                   disable=None if self.bar is None else not self.bar)
+        n, bar = len(plan.trials), None  # no bar while only waiting for other workers' trials
         try:
             while True:
                 status = self._upkeep(study, plan)
                 mine = [status.get(pid) for pid in by_id]
-                bar.update(mine.count("done") - bar.n)
+                if bar is None and ("waiting" in mine or all(s == "done" for s in mine)):
+                    bar = tqdm(total=n, desc=f"study {plan.name}", unit="trial", file=sys.stdout,
+                               disable=None if self.bar is None else not self.bar)
+                if bar is not None:
+                    bar.update(mine.count("done") - bar.n)
                 if all(s == "done" for s in mine):
                     return "done"
                 if "waiting" not in mine:
@@ -319,7 +316,8 @@ class StudyWorker:
                 self.log(f"  [{plan.name}] trial {k}/{n}: {by_id[pid].key} (Optuna trial {trial.number}; {best_text})")
                 self._run_one(study, trial, by_id[pid], [TrialProgress(bar, by_id[pid].spec.get("epochs"))])
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
 
     def _run_one(self, study: optuna.Study, trial: optuna.Trial, tp: TrialPlan, extra: list = ()) -> None:
         """Train ``tp`` as Optuna trial ``trial`` (heartbeat, reporter and ``extra`` callbacks) and tell the result."""
@@ -355,9 +353,11 @@ class StudyWorker:
 
         Returns ``{study name: "done" | "busy"}``.
         """
-        studies = {p.name: self.study(p) for p in self.plans}
+        studies, state = {p.name: self.study(p) for p in self.plans}, {}
         while True:
-            state = {p.name: self._claim_and_run(studies[p.name], p) for p in self.plans}
+            for p in self.plans:  # a finished study is not looked at (nor its bar shown) again
+                if state.get(p.name) != "done":
+                    state[p.name] = self._claim_and_run(studies[p.name], p)
             if all(s == "done" for s in state.values()) or not self.wait:
                 return state
             time.sleep(self.poll)
