@@ -1,5 +1,6 @@
 """Atomic checkpoint writes, the kept previous copy, RNG capture and mirroring."""
 
+import os
 import random
 
 import numpy as np
@@ -157,3 +158,16 @@ def test_a_copy_cut_off_before_last_leaves_tensorboard_at_least_as_far(tmp_path,
         mirror(src, dst, MIRRORED)
     assert (dst / "tensorboard" / "events").read_bytes() == b"e1e2" and (dst / "history.json").exists()
     assert not (dst / "checkpoints" / "last.pt").exists() and not list(dst.rglob("*.tmp-*"))
+
+
+def test_keep_previous_after_a_kill_that_left_last_and_prev_as_one_file(tmp_path):
+    """A kill between linking last.pt to last.prev.pt and replacing last.pt leaves the two as hard links of one
+    file; the next save must still end with prev = the old checkpoint, last = the new one and no temporary file
+    (renaming a link over its twin is a no-op that used to leave last.prev.pt.tmp-<pid> behind)."""
+    last, prev = tmp_path / "last.pt", tmp_path / "last.prev.pt"
+    atomic_save({"model": {}, "epoch": 1}, last)
+    os.link(last, prev)
+    atomic_save({"model": {}, "epoch": 2}, last, keep_previous=True)
+    assert torch.load(last, weights_only=True)["epoch"] == 2
+    assert torch.load(prev, weights_only=True)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", "last.pt"]

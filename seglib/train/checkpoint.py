@@ -134,8 +134,10 @@ def atomic_save(obj: dict, path: str | os.PathLike, keep_previous: bool = False)
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
-        if keep_previous and path.exists():
-            prev = previous_path(path)
+        prev = previous_path(path)
+        # after a kill between this link and the final replace, last.pt and last.prev.pt are one file (two hard
+        # links): prev already holds it, and renaming a link over its twin would be a no-op leaving prev_tmp behind
+        if keep_previous and path.exists() and not (prev.exists() and os.path.samefile(path, prev)):
             prev_tmp = prev.with_name(f"{prev.name}{TMP_MARK}{os.getpid()}")
             try:
                 os.link(path, prev_tmp)
