@@ -1,7 +1,7 @@
 """``python -m tools.reliability`` (``make reliability``): kill-point campaign, endurance run, fast fault tests,
 then ``RELIABILITY.md``; exit code 1 when any check failed.
 
-Options: ``--n N`` kill points (default 54), ``--quick`` (9 kill points, 60 endurance epochs, no pytest),
+Options: ``--n N`` kill points (default 90), ``--quick`` (9 kill points, 60 endurance epochs, no pytest),
 ``--seed``, ``--jobs`` (processes at a time, default 2), ``--root`` (work folder, never deleted; default a new
 temporary one, deleted when everything passed; passed kill points are deleted, failed ones and the references
 kept, unless ``--keep``), ``--no-endurance``,

@@ -75,7 +75,7 @@ def execute_point(point: dict, root: Path, refs: dict) -> dict:
             "passed": not failed, "failed": sorted(failed)}
 
 
-def run_campaign(root: Path, n: int = 54, seed: int = 11, jobs: int = 2, log=print) -> dict:
+def run_campaign(root: Path, n: int = 90, seed: int = 11, jobs: int = 2, log=print) -> dict:
     """References, profiles and ``n`` seeded kill points; returns everything the report needs.
 
     Returns:
