@@ -249,3 +249,24 @@ def test_a_live_trial_elsewhere_is_waited_for_quietly_and_never_taken_over(tmp_p
     assert len(mine) == 2 and "runs elsewhere: heartbeat from host elsewhere pid 1" in mine[0], lines
     assert "a new heartbeat came, it is alive" in mine[1]
     assert sorted(ran) == ["ka", "kb"] and not any("taken over now" in line for line in lines)
+
+
+def test_a_trial_finished_again_after_a_kill_keeps_one_hparams_session(tmp_path):
+    """A kill after the HParams session is written but before result.json (e.g. mid-copy to WORKDIR) makes the
+    rerun write it again: the fixed-name file is replaced, an older-named one is removed locally and in WORKDIR,
+    so TensorBoard shows each hparam/* tag at step 0 once (the reliability run's kill point 089 found it twice)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from seglib.tune.trial import HPARAMS_FILE, write_hparams
+
+    local, drive = tmp_path / "local" / "tensorboard", tmp_path / "drive" / "tensorboard"
+    spec, metrics = {"dropout": 0.5, "lr": 1e-3}, {"hparam/val_fg_dice": 0.5, "hparam/val_loss": 0.3}
+    drive.mkdir(parents=True)
+    write_hparams(local, spec, metrics)
+    shutil.copy2(local / HPARAMS_FILE, drive / "events.out.tfevents.1.host.1.hparams")  # an older-named copy
+    shutil.copy2(local / HPARAMS_FILE, local / "events.out.tfevents.1.host.1.hparams")
+    write_hparams(local, spec, metrics, (drive,))
+    assert [p.name for p in local.iterdir()] == [HPARAMS_FILE] and not list(drive.iterdir())
+    acc = EventAccumulator(str(local))
+    acc.Reload()
+    assert {t: [e.step for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]} == {k: [0] for k in metrics}

@@ -241,17 +241,36 @@ def hparams_of(spec: dict) -> dict:
             if k not in ("num_workers", "checkpoint_minutes", "loss_kwargs")}
 
 
-def write_hparams(tb_dir: Path, spec: dict, metrics: dict) -> None:
-    """Write one HParams session (spec values, ``hparam/*`` metrics) into the trial's TensorBoard folder."""
+HPARAMS_FILE = "events.out.tfevents.0.seglib.hparams"
+"""The one file holding a trial's HParams session (a fixed name: a trial finished again after a kill replaces it
+instead of adding a second session with the same step)."""
+
+
+def write_hparams(tb_dir: Path, spec: dict, metrics: dict, mirrors: tuple[Path, ...] = ()) -> None:
+    """Write one HParams session (spec values, ``hparam/*`` metrics) into the trial's TensorBoard folder as
+    :data:`HPARAMS_FILE`, atomically (written in a temporary folder beside it, then renamed over the old one).
+    Other ``*.hparams`` event files (from a try interrupted between this write and ``result.json``) are removed
+    here and in the ``mirrors`` folders (the WORKDIR copy), so TensorBoard shows one session, no step twice."""
+    import tempfile
+
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
+    tb_dir = Path(tb_dir)
+    tb_dir.mkdir(parents=True, exist_ok=True)
     exp, ssi, sei = hparams(hparams_of(spec), metrics)
-    with SummaryWriter(str(tb_dir), filename_suffix=".hparams") as w:
-        for s in (exp, ssi, sei):
-            w.file_writer.add_summary(s)
-        for k, v in metrics.items():
-            w.add_scalar(k, v, 0)
+    with tempfile.TemporaryDirectory(dir=tb_dir.parent, prefix=".hparams-") as tmp:
+        with SummaryWriter(tmp, filename_suffix=".hparams") as w:
+            for s in (exp, ssi, sei):
+                w.file_writer.add_summary(s)
+            for k, v in metrics.items():
+                w.add_scalar(k, v, 0)
+        (written,) = Path(tmp).glob("*.hparams")
+        os.replace(written, tb_dir / HPARAMS_FILE)
+    for folder in (tb_dir, *mirrors):
+        for old in Path(folder).glob("*tfevents*.hparams"):
+            if old.name != HPARAMS_FILE:
+                old.unlink(missing_ok=True)
 
 
 def _reusable(folder: Path, h: str) -> dict | None:
@@ -333,7 +352,7 @@ def execute(trial: BinaryTrial, *, study: str, key: str, params: dict, callbacks
     }
     metrics = {"hparam/val_fg_dice": final["val_fg_dice"], "hparam/val_loss": final["val_loss"],
                "hparam/train_fg_dice": final["train_fg_dice"]}
-    write_hparams(trial.ws.local / "tensorboard", trial.spec, metrics)
+    write_hparams(trial.ws.local / "tensorboard", trial.spec, metrics, (trial.ws.workdir / "tensorboard",))
     mirror(trial.ws.local, trial.ws.workdir, ["tensorboard"])
     atomic_write_json(folder / "result.json", result)
     return result
