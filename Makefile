@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(PY) -m seglib.nbrun demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
 	$(PY) -m ruff check seglib tests
