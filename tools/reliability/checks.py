@@ -145,7 +145,8 @@ def repeated_work(log: list[dict], pids: list[int], killed: list[bool], minutes:
                 break
         resumed_at = nxt[0]["step"] - 1 if nxt else done
         redone = done - resumed_at
-        at = [e["t"] for e in mine if e["ev"] == "step" and e["step"] == resumed_at and e["run"] == run]
+        mine = [e for e in mine if e["run"] == run]  # a study process trains several trials, one after another
+        at = [e["t"] for e in mine if e["ev"] == "step" and e["step"] == resumed_at]
         seconds = mine[-1]["t"] - (at[0] if at else mine[0]["t"])
         gaps = [b["t"] - a["t"] for a, b in zip(mine, mine[1:])] or [0.0]
         entry = {"pid": pid, "run": run, "done": done, "resumed_at": resumed_at, "redone": redone,
