@@ -265,8 +265,10 @@ def test_a_trial_finished_again_after_a_kill_keeps_one_hparams_session(tmp_path)
     write_hparams(local, spec, metrics)
     shutil.copy2(local / HPARAMS_FILE, drive / "events.out.tfevents.1.host.1.hparams")  # an older-named copy
     shutil.copy2(local / HPARAMS_FILE, local / "events.out.tfevents.1.host.1.hparams")
+    (local.parent / ".hparams-killed").mkdir()  # the temporary folder of a write killed midway
     write_hparams(local, spec, metrics, (drive,))
     assert [p.name for p in local.iterdir()] == [HPARAMS_FILE] and not list(drive.iterdir())
+    assert sorted(p.name for p in local.parent.iterdir()) == ["tensorboard"]
     acc = EventAccumulator(str(local))
     acc.Reload()
     assert {t: [e.step for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]} == {k: [0] for k in metrics}

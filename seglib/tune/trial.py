@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -250,7 +251,8 @@ def write_hparams(tb_dir: Path, spec: dict, metrics: dict, mirrors: tuple[Path, 
     """Write one HParams session (spec values, ``hparam/*`` metrics) into the trial's TensorBoard folder as
     :data:`HPARAMS_FILE`, atomically (written in a temporary folder beside it, then renamed over the old one).
     Other ``*.hparams`` event files (from a try interrupted between this write and ``result.json``) are removed
-    here and in the ``mirrors`` folders (the WORKDIR copy), so TensorBoard shows one session, no step twice."""
+    here and in the ``mirrors`` folders (the WORKDIR copy), so TensorBoard shows one session, no step twice; so is
+    the temporary folder of a write killed midway."""
     import tempfile
 
     from torch.utils.tensorboard import SummaryWriter
@@ -258,6 +260,8 @@ def write_hparams(tb_dir: Path, spec: dict, metrics: dict, mirrors: tuple[Path, 
 
     tb_dir = Path(tb_dir)
     tb_dir.mkdir(parents=True, exist_ok=True)
+    for stale in tb_dir.parent.glob(".hparams-*"):  # the temporary folder of a try killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
     exp, ssi, sei = hparams(hparams_of(spec), metrics)
     with tempfile.TemporaryDirectory(dir=tb_dir.parent, prefix=".hparams-") as tmp:
         with SummaryWriter(tmp, filename_suffix=".hparams") as w:
