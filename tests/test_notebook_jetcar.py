@@ -59,3 +59,18 @@ def test_jetcar_notebook_smoke_camvid(tmp_path, camvid):
     assert set(s["final_metrics"]["iou_per_class"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
                                                          "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",
                                                          "Unlabelled"}
+
+
+@pytest.mark.parametrize("name", ["jetcar_segmentation", "depth_segmentation", "hyperparameter_study"])
+def test_papermill_reads_every_parameter_of_the_parameters_cell(name):
+    """papermill (``--help-notebook``, parameter injection) parses each ``NAME = value  # comment`` line of the
+    tagged cell; a comment holding ``=`` or ``>=`` made it skip the line with "Unable to parse line"."""
+    from pathlib import Path
+
+    from papermill.translators import PythonTranslator
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb").read_text())
+    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    src = "".join(cell["source"])
+    assigned = {line.split("=")[0].strip() for line in src.splitlines() if line[:1].isupper() and "=" in line}
+    assert {p.name for p in PythonTranslator.inspect({"source": src})} == assigned
