@@ -24,7 +24,7 @@ from .runtime import pick_device, seed_everything, workspace
 from .tensors import to_device
 from .train.callbacks import LossMean
 from .train.checkpoint import atomic_write_json
-from .train.ckptfile import WEIGHT_KEYS, TornCheckpoint, load_checkpoint, read_checkpoint
+from .train.ckptfile import WEIGHT_KEYS, TornCheckpoint, read_checkpoint
 from .train.progress import EpochTable
 from .train.trainer import FitResult, Trainer
 
@@ -241,24 +241,26 @@ class Experiment:
             seglib.train.ckptfile.CheckpointError: a file holds something else or a refused pickle (names it).
         """
         model = self.build_model(pretrained=False)
-        folder, why = self.ws.local / "checkpoints", None
-        for name in ([which, "last"] if which == "best" else [which]):
+        folder, why, torn = self.ws.local / "checkpoints", None, []
+        for name in {"best": ["best", "last", "last.prev"], "last": ["last", "last.prev"]}.get(which, [which]):
             path = folder / f"{name}.pt"
             try:
-                ckpt = load_checkpoint(path, purpose="evaluate")
-            except RuntimeError as err:
-                if name == "last":
-                    raise
-                why = str(err).split(": ", 1)[-1].split(". Move")[0]  # "<path> is torn (<error>)"
-                continue
-            if ckpt is None:
+                ckpt = read_checkpoint(path, "cpu", WEIGHT_KEYS, "evaluate")
+            except FileNotFoundError:
                 why = why or f"{path.name} is missing"
+                continue
+            except TornCheckpoint as err:
+                why = str(err)
+                torn.append(why)
                 continue
             if why:
                 print(f"{why}; using {path.name} (epoch {ckpt.get('epoch')}) instead")
             model.load_state_dict(ckpt["model"])
             self.loaded = {"checkpoint": str(path), "epoch": ckpt.get("epoch")}
             return model.to(self.device).eval()
+        if torn:
+            raise RuntimeError("no readable checkpoint: " + "; ".join(torn) +
+                               ". Move these files away to start from scratch (nothing is deleted automatically)")
         raise FileNotFoundError(f"no checkpoint in {folder}; run train() first")
 
     def best_file(self) -> dict | None:
