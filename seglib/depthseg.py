@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .data.cache import cache_folder, run_sizes
 from .data.checks import check_samples
 from .data.depth import DepthSegDataset, depth_png16, load_inputs, load_sample, load_targets
 from .data.depth_layouts import load_depth_splits
@@ -173,8 +174,10 @@ class DepthSegRun(Experiment):
 
     def dataset(self, split: str, augment: str | None = None) -> DepthSegDataset:
         """``split``'s dataset with the resize schedule and :meth:`augmentation`."""
-        return DepthSegDataset(self.splits[split], size_fn(self.cfg.img_size, self.cfg.resize_schedule),
-                               self.inputs, self.augmentation(split, augment), self.cfg.seed)
+        ds = DepthSegDataset(self.splits[split], size_fn(self.cfg.img_size, self.cfg.resize_schedule),
+                             self.inputs, self.augmentation(split, augment), self.cfg.seed)
+        return ds.use_cache(self.cfg.cache, cache_folder(self.ws.local),
+                            run_sizes(self.cfg.img_size, self.cfg.resize_schedule, self.cfg.epochs), name=f"{split} split")
 
     # ------------------------------------------------------------------ task hooks
     def loss(self):

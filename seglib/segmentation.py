@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
+from .data.cache import cache_folder, run_sizes
 from .data.checks import check_samples, class_id_reader
 from .data.classes import colorize, default_class_table, palette
 from .data.datasets import SegmentationDataset
@@ -24,6 +25,14 @@ from .export import png_bytes, pred_name, write_zip
 from .losses import build_loss
 from .metrics import SegmentationMetrics
 from .predict import predict_samples
+
+
+def auto_augment(class_names) -> str:
+    """``AUGMENT="auto"``: ``"flip"`` (horizontal flips, scale, rotation, brightness) unless a class name says left
+    or right (JetCar's lanes and arrows: a flip would swap them), then ``"street"`` (zoom, tilt, brightness, noise;
+    no flip). A pure function of the class names, so a resumed run resolves it the same way."""
+    sided = any(w in str(n).lower().replace("-", "_").split("_") for n in class_names for w in ("left", "right"))
+    return "street" if sided else "flip"
 
 
 class SegmentationRun(Experiment):
@@ -63,6 +72,8 @@ class SegmentationRun(Experiment):
         self.table = default_class_table(cfg.n_classes, class_names)
         self.class_names = [name for _, name, _ in self.table]
         self.colors = palette(cfg.n_classes, self.table)
+        if cfg.augment == "auto":
+            cfg.augment = auto_augment(self.class_names)
 
     # ------------------------------------------------------------------ data
     def read_layout(self, root: Path) -> tuple[str, Splits]:
@@ -80,11 +91,14 @@ class SegmentationRun(Experiment):
         return class_id_reader(self.cfg.n_classes, self.cfg.ignore_index, self.cfg.mask_threshold, self.cfg.mask_scale)
 
     def dataset(self, split: str, augment: str | None = None) -> SegmentationDataset:
-        """The dataset of ``split`` with the configured resize schedule and :meth:`augmentation`."""
-        return SegmentationDataset(self.splits[split], self.cfg.n_classes,
-                                   size_fn(self.cfg.img_size, self.cfg.resize_schedule),
-                                   self.augmentation(split, augment), self.cfg.seed, self.cfg.ignore_index,
-                                   self.cfg.mask_threshold, self.cfg.mask_scale)
+        """The dataset of ``split`` with the configured resize schedule and :meth:`augmentation`, its resized
+        images cached as ``cfg.cache`` says (RAM, or ``<local>/cache/resized``: :mod:`seglib.data.cache`)."""
+        ds = SegmentationDataset(self.splits[split], self.cfg.n_classes,
+                                 size_fn(self.cfg.img_size, self.cfg.resize_schedule),
+                                 self.augmentation(split, augment), self.cfg.seed, self.cfg.ignore_index,
+                                 self.cfg.mask_threshold, self.cfg.mask_scale)
+        return ds.use_cache(self.cfg.cache, cache_folder(self.ws.local),
+                            run_sizes(self.cfg.img_size, self.cfg.resize_schedule, self.cfg.epochs), name=f"{split} split")
 
     # ------------------------------------------------------------------ task hooks
     def loss(self):

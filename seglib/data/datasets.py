@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
+import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..runtime import default_num_workers
+from .cache import ResizedCache, file_key
 from .checks import check_sizes
 from .io import DataError, read_image, read_mask
 from .layouts import Sample
@@ -24,14 +28,22 @@ class EpochDataset(Dataset):
     """Base of the datasets keyed by ``(epoch, index)``: the image side length comes from ``size(epoch)`` and
     the augmentation randomness from ``(seed, epoch, index)`` (:func:`seglib.data.transforms.apply`).
 
+    The pipeline of :func:`~seglib.data.transforms.build_transform` runs in two stages: its first step, the
+    deterministic ``A.Resize``, on the decoded sample (:meth:`resized`, served by a
+    :class:`~seglib.data.cache.ResizedCache` after :meth:`use_cache`), then the rest -- augmentation and
+    normalisation -- with the sample's generators (:meth:`augmented`). The split changes no bit of any item.
+
     A subclass sets :attr:`extra_targets` (albumentations ``additional_targets`` of its pipelines) and
-    implements :meth:`item`.
+    implements :meth:`decode`, :meth:`source_files`, :meth:`decode_settings` and :meth:`item`.
 
     Args:
         samples: the split's samples (any sample type).
         size: ``epoch -> side length`` [px] (see :func:`seglib.data.transforms.size_fn`) or a fixed int.
         augment: augmentation name in :data:`seglib.data.transforms.AUGMENTATIONS` (``"none"`` for val/test).
         seed: base seed of the augmentation randomness.
+
+    Attributes:
+        cache: the :class:`~seglib.data.cache.ResizedCache` in use, or None (decode every time).
 
     Keys: ``(epoch, index)`` from :class:`EpochSampler`, or a plain ``index`` meaning epoch 1.
 
@@ -47,21 +59,78 @@ class EpochDataset(Dataset):
         self.samples = list(samples)
         self.size = size if callable(size) else (lambda _e, s=int(size): s)
         self.augment, self.seed = augment, seed
-        self._transforms: dict[int, object] = {}
+        self._stages: dict[int, tuple] = {}
+        self.cache: ResizedCache | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def transform(self, size: int):
-        """The (cached) albumentations pipeline for one side length [px]."""
-        if size not in self._transforms:
-            self._transforms[size] = build_transform(size, self.augment, additional_targets=self.extra_targets)
-        return self._transforms[size]
+    def stages(self, size: int) -> tuple[A.Resize, A.Compose]:
+        """``(resize, rest)``: the pipeline of :func:`~seglib.data.transforms.build_transform` for one side
+        length [px] split after its first step (cached per size). Both share the pipeline's targets."""
+        if size not in self._stages:
+            full = build_transform(size, self.augment, additional_targets=self.extra_targets)
+            first = full.transforms[0]
+            if not isinstance(first, A.Resize):
+                raise TypeError(f"build_transform must start with A.Resize to be cached, starts with {first!r}")
+            rest = A.Compose(list(full.transforms)[1:], additional_targets=self.extra_targets or {}, seed=0)
+            self._stages[size] = (first, rest)
+        return self._stages[size]
 
-    def augmented(self, epoch: int, index: int, **data) -> dict:
-        """``data`` (original-resolution arrays) through the pipeline of ``epoch``'s size with the randomness
-        of ``(seed, epoch, index)``."""
-        return apply(self.transform(self.size(epoch)), self.seed, epoch, index, **data)
+    def decode(self, index: int) -> dict[str, np.ndarray]:
+        """Sample ``index`` decoded at original resolution, keyed by pipeline target (``"image"``, ``"mask"``, ...)."""
+        raise NotImplementedError
+
+    def source_files(self, index: int) -> list:
+        """The files sample ``index`` is decoded from (their paths, sizes and times key the disk cache)."""
+        raise NotImplementedError
+
+    def decode_settings(self, index: int) -> tuple:
+        """The settings :meth:`decode` of sample ``index`` depends on besides the files (key the disk cache)."""
+        return ()
+
+    def resize(self, size: int, data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``data`` through the pipeline's first step, ``A.Resize`` to ``size`` x ``size``."""
+        return self.stages(size)[0](**data)
+
+    def cache_key(self, size: int, index: int) -> str:
+        """Digest of what the resized arrays of ``(size, index)`` depend on: the source files (path, size,
+        modification time), this class and its :meth:`decode_settings`, the resize op and the OpenCV and
+        albumentations versions (:func:`seglib.data.cache.file_key`)."""
+        return file_key(self.source_files(index), type(self).__name__, self.decode_settings(index),
+                        repr(self.stages(size)[0]), cv2.__version__, A.__version__)
+
+    def use_cache(self, mode: str = "auto", folder=None, sizes: Sequence[int] | None = None,
+                  budget: int | None = None, name: str | None = None) -> EpochDataset:
+        """Serve :meth:`resized` from a :class:`~seglib.data.cache.ResizedCache`; returns ``self``.
+
+        Args:
+            mode: ``"auto"``, ``"ram"``, ``"disk"`` or ``"none"`` (:data:`~seglib.data.cache.CACHE_MODES`).
+            folder: the disk cache folder (:func:`~seglib.data.cache.cache_folder` of the run's fast local
+                folder); None: no disk cache.
+            sizes: the side lengths [px] the run uses (:func:`~seglib.data.cache.run_sizes`); default the
+                size of epoch 1.
+            budget: RAM budget [bytes]; default :func:`~seglib.data.cache.ram_budget`.
+            name: what messages call this data (default ``"<n> samples"``).
+
+        Raises:
+            ValueError: see :class:`~seglib.data.cache.ResizedCache`.
+            DataError: the first sample cannot be decoded (RAM planning decodes it).
+        """
+        self.cache = ResizedCache(self, sizes or (self.size(1),), mode, folder, budget, name or f"{len(self)} samples")
+        return self
+
+    def resized(self, size: int, index: int) -> dict[str, np.ndarray]:
+        """Sample ``index`` decoded and resized to ``size`` (from the cache when one is in use)."""
+        if self.cache is not None:
+            return self.cache.get(size, index)
+        return self.resize(size, self.decode(index))
+
+    def augmented(self, epoch: int, index: int) -> dict:
+        """Sample ``index`` through the whole pipeline of ``epoch``'s size with the randomness of
+        ``(seed, epoch, index)``: :meth:`resized`, then the rest of :meth:`stages`."""
+        size = self.size(epoch)
+        return apply(self.stages(size)[1], self.seed, epoch, index, **self.resized(size, index))
 
     def item(self, epoch: int, index: int) -> dict:
         """The item ``{"input", "target" (when labelled), "index"}`` of sample ``index`` in ``epoch``."""
@@ -109,12 +178,24 @@ class SegmentationDataset(EpochDataset):
             check_sizes(s)
         return image, mask
 
+    def decode(self, index: int) -> dict[str, np.ndarray]:
+        """``{"image"}`` or ``{"image", "mask"}`` of :meth:`load`."""
+        image, mask = self.load(index)
+        return {"image": image} if mask is None else {"image": image, "mask": mask}
+
+    def source_files(self, index: int) -> list:
+        """Image and mask (None when unlabelled) of sample ``index``."""
+        return [self.samples[index].image, self.samples[index].mask]
+
+    def decode_settings(self, index: int) -> tuple:
+        """``(n_classes, ignore_index, mask_threshold, mask_scale)``: what :meth:`load` reads masks with."""
+        return self.n_classes, self.ignore_index, self.mask_threshold, self.mask_scale
+
     def item(self, epoch: int, index: int) -> dict:
         """See the class docstring."""
-        image, mask = self.load(index)
-        out = self.augmented(epoch, index, **({"image": image} if mask is None else {"image": image, "mask": mask}))
+        out = self.augmented(epoch, index)
         item = {"input": out["image"], "index": index}
-        if mask is not None:
+        if "mask" in out:
             item["target"] = out["mask"].long()
         return item
 
@@ -184,22 +265,43 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int,
-                pin_memory: bool = False) -> DataLoader:
+def is_cached(dataset: Dataset) -> bool:
+    """True when ``dataset`` serves resized samples from a RAM or disk :class:`~seglib.data.cache.ResizedCache`."""
+    cache = getattr(dataset, "cache", None)
+    return cache is not None and cache.mode != "none"
+
+
+def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int | None = None,
+                cuda: bool = False, pin_memory: bool | None = None) -> DataLoader:
     """A DataLoader over ``dataset`` driven by an :class:`EpochSampler` (reach it as ``loader.sampler``).
 
-    Workers are persistent; the loader has its own seeded generator, so iterating it never consumes the
-    global torch RNG (which the checkpoint saves).
+    The loader has its own seeded generator, so iterating it never consumes the global torch RNG (which
+    the checkpoint saves); items depend only on ``(seed, epoch, index)``, so any number of workers gives
+    the same batches.
+
+    Args:
+        dataset: an :class:`EpochDataset` (or any dataset taking ``(epoch, index)`` keys).
+        batch_size: samples per batch; the last batch may be smaller.
+        shuffle: a permutation per epoch (training) or index order (validation).
+        seed: seed of the permutation.
+        num_workers: DataLoader worker processes; None: :func:`seglib.runtime.default_num_workers` for the
+            device and whether ``dataset`` is cached (:func:`is_cached`).
+        cuda: the batches go to a CUDA device.
+        pin_memory: page-locked batches for faster, asynchronous host-to-GPU copies; None: on CUDA only.
+
+    Workers are persistent: started once, not at every epoch, and keeping the RAM cache they share mapped.
+    Pinned memory lets the trainer's ``non_blocking`` host-to-GPU copies overlap the step.
     """
+    workers = default_num_workers(cuda, cached=is_cached(dataset)) if num_workers is None else int(num_workers)
     sampler = EpochSampler(len(dataset), batch_size, seed, shuffle)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
-        num_workers=num_workers,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        worker_init_fn=_worker_init if num_workers > 0 else None,
+        num_workers=workers,
+        pin_memory=cuda if pin_memory is None else bool(pin_memory),
+        persistent_workers=workers > 0,
+        worker_init_fn=_worker_init if workers > 0 else None,
         generator=torch.Generator().manual_seed(seed),
         drop_last=False,
     )

@@ -233,9 +233,22 @@ class DepthSegDataset(EpochDataset):
         self.inputs = inputs
         self.extra_targets = {"depth": "mask", "valid": "mask", **({"bg": "image"} if inputs == "bg+bg_fg" else {})}
 
+    def decode(self, index: int) -> dict[str, np.ndarray]:
+        """:func:`load_sample` of sample ``index``."""
+        return load_sample(self.samples[index], self.inputs)
+
+    def source_files(self, index: int) -> list:
+        """Image, mask, depth and background (None without) of sample ``index``."""
+        s = self.samples[index]
+        return [s.image, s.mask, s.depth, s.bg if self.inputs == "bg+bg_fg" else None]
+
+    def decode_settings(self, index: int) -> tuple:
+        """``(inputs, near)``: how :func:`load_sample` reads sample ``index``."""
+        return self.inputs, self.samples[index].near
+
     def item(self, epoch: int, index: int) -> dict:
         """See the class docstring."""
-        out = self.augmented(epoch, index, **load_sample(self.samples[index], self.inputs))
+        out = self.augmented(epoch, index)
         target = {"depth": out["depth"].float()[None], "mask": out["mask"].float()[None],
                   "valid": out["valid"].float()[None]}
         x = {"bg": out["bg"], "bg_fg": out["image"]} if self.inputs == "bg+bg_fg" else out["image"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.cache import cache_folder
 from ..data.checks import check_samples, read_binary_mask_values
 from ..data.datasets import BinaryDataset
 from ..data.fingerprint import data_id  # noqa: F401  (seglib.hparam imports it from here)
@@ -122,9 +123,13 @@ class BinaryTrial(Experiment):
         check_samples(self.splits["train"] + self.splits["val"], read_binary_mask_values)
 
     def dataset(self, split: str, augment: str | None = None) -> BinaryDataset:
-        """``split`` as a :class:`BinaryDataset`; only ``"train"`` gets the configured augmentation."""
-        return BinaryDataset(self.splits[split], self.cfg.img_size, self.augmentation(split, augment), self.cfg.seed,
-                             self.invert)
+        """``split`` as a :class:`BinaryDataset`; only ``"train"`` gets the configured augmentation. Resized
+        images are cached as ``cfg.cache`` says (:mod:`seglib.data.cache`; the trials of a study in one process
+        share one RAM copy)."""
+        ds = BinaryDataset(self.splits[split], self.cfg.img_size, self.augmentation(split, augment), self.cfg.seed,
+                           self.invert)
+        return ds.use_cache(self.cfg.cache, cache_folder(self.ws.local), (self.cfg.img_size,),
+                            name=f"{split} split")
 
     def loss(self):
         """The binary loss named by ``spec["loss"]``."""
