@@ -11,6 +11,7 @@ checkpoint is a :class:`~seglib.train.ckptfile.CheckpointError` naming the file 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
@@ -18,6 +19,7 @@ import numbers
 import os
 import random
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -35,16 +37,12 @@ class StorageError(OSError):
 
 
 def _fsync_dir(folder: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _mb(n: float) -> str:
@@ -55,10 +53,8 @@ def tensor_bytes(obj) -> int:
     """Bytes of the tensors in ``obj`` (nested dicts/lists): about what ``torch.save`` of it writes."""
     if isinstance(obj, torch.Tensor):
         return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
+    if isinstance(obj, (dict, list, tuple)):
+        return sum(map(tensor_bytes, obj.values() if isinstance(obj, dict) else obj))
     return 0
 
 
@@ -145,15 +141,58 @@ def atomic_save(obj: dict, path: str | os.PathLike, keep_previous: bool = False)
                 shutil.copy2(path, prev_tmp)
             os.replace(prev_tmp, prev)
     except (OSError, RuntimeError) as err:
-        for t in (tmp, prev_tmp):
-            if t is not None:
-                t.unlink(missing_ok=True)
+        for t in filter(None, (tmp, prev_tmp)):
+            t.unlink(missing_ok=True)
         needed = max(path.stat().st_size if path.exists() else 0, tensor_bytes(obj))
         raise storage_error(err, path, needed) from err
     faults.point("atomic_save.before_replace")
     os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
+
+
+def snapshot(obj):
+    """A copy of checkpoint dict ``obj`` that training cannot change: tensors copied to CPU, containers rebuilt."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, (dict, list, tuple)):
+        return {k: snapshot(v) for k, v in obj.items()} if isinstance(obj, dict) else type(obj)(map(snapshot, obj))
+    return obj
+
+
+_WRITES: set[threading.Thread] = set()
+
+
+class BackgroundWrite:
+    """Checkpoint writes off the training thread, one at a time, in the order submitted. :meth:`submit` waits
+    for the previous write first (at most one snapshot in memory) and raises its error; so does :meth:`wait`.
+    Not a daemon thread: an exiting process finishes the write. :func:`clean_stale` waits for every write."""
+
+    def __init__(self):
+        self._thread, self._error = None, None
+
+    def _run(self, job) -> None:
+        try:
+            job()
+        except BaseException as err:  # noqa: BLE001 - raised in the training thread by wait()
+            self._error = err
+        finally:
+            _WRITES.discard(threading.current_thread())
+
+    def submit(self, job) -> None:
+        """Wait for the previous write (raising its error), then run ``job()`` in a new thread."""
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=(job,), name="seglib-checkpoint-write")
+        _WRITES.add(self._thread)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the write in flight; raise its error (e.g. :class:`StorageError`) once."""
+        if self._thread is not None:
+            self._thread.join()
+        self._thread, err, self._error = None, self._error, None
+        if err is not None:
+            raise err
 
 
 def previous_path(path: Path) -> Path:
@@ -163,7 +202,9 @@ def previous_path(path: Path) -> Path:
 
 def clean_stale(folder: Path, recursive: bool = False) -> list[Path]:
     """Delete ``*.tmp-<pid>`` files left by interrupted writes or copies in ``folder`` (and its subfolders with
-    ``recursive``); returns what was removed."""
+    ``recursive``), after waiting for this process's :class:`BackgroundWrite` threads; returns what was removed."""
+    for t in list(_WRITES):  # a checkpoint write of this process in flight: its temporary file is not stale
+        t.join()
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -206,7 +247,7 @@ def set_rng_state(state: dict) -> None:
 
 def copy_throttle() -> float:
     """Test hook: ``$SEGLIB_TEST_DRIVE_MBPS`` (MB/s) slows every :func:`mirror` copy down to that rate, a slow
-    stand-in for Drive (``benchmarks/checkpoint_copy.py``); unset or 0: full speed."""
+    stand-in for Drive (``benchmarks/checkpoint.py``); unset or 0: full speed."""
     return float(os.environ.get("SEGLIB_TEST_DRIVE_MBPS") or 0)
 
 
@@ -238,10 +279,8 @@ def _makedirs_inside(root: Path, folder: Path) -> None:
     cur = root
     for part in folder.relative_to(root).parts:
         cur = cur / part
-        try:
+        with contextlib.suppress(FileExistsError):
             cur.mkdir()
-        except FileExistsError:
-            pass
 
 
 def mirror(src_root: Path, dst_root: Path, relpaths: list[str]) -> None:

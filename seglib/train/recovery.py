@@ -33,7 +33,7 @@ import torch
 from ..metrics import higher_is_better
 from ..runtime import seed_everything
 from .checkpoint import TMP_MARK, atomic_save, check_writable, clean_stale, mirror, resume_message, rng_state
-from .ckptfile import RESUME_KEYS, WEIGHT_KEYS, TornCheckpoint, read_checkpoint
+from .ckptfile import RESUME_KEYS, WEIGHT_KEYS, TornCheckpoint, check_keys, is_state_dict, read_checkpoint
 from .identity import (
     BEST_KEYS,
     check_compatible,
@@ -260,10 +260,11 @@ def warm_restart(state, best: dict, path: Path) -> dict:
     if state.scheduler is not None and not isinstance(state.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
         with warnings.catch_warnings():  # "scheduler.step() before optimizer.step()": no step was taken here
             warnings.simplefilter("ignore")
-            for _ in range(epoch):
-                state.scheduler.step()  # an epoch-based schedule, fast-forwarded to where it was
+            for _ in range(epoch * state.n_batches if state.per_step_scheduler else epoch):
+                state.scheduler.step()  # the schedule, fast-forwarded to where it was
     elif state.history and "lr" in state.history[-1]:  # the LR the best epoch trained at
-        set_lr(state.optimizer, state.history[-1]["lr"] / state.optimizer.param_groups[-1].get("lr_ratio", 1.0))
+        set_lr(state.optimizer, state.history[-1]["lr"] / state.optimizer.param_groups[-1].get("lr_ratio", 1.0),
+               state.scheduler)
     seed_everything(state.cfg.seed)
     lr = state.optimizer.param_groups[-1]["lr"]
     print(f"no readable last.pt or last.prev.pt: warm restart from {path} (epoch {epoch}, {state.best.monitor} "
@@ -295,6 +296,24 @@ def _warm_source(state, notes: list) -> tuple[dict, Path] | None:
     return None
 
 
+def load_fine_tune(state, source: Path) -> None:
+    """Load the model weights of the checkpoint ``source`` (only them) into ``state``'s model for a new run; print
+    where from. A plain state_dict (``torch.save(model.state_dict())``) of this model's shapes is taken as the weights.
+
+    Raises:
+        CheckpointError, CheckpointMismatch: ``source`` holds no weights of this model (it names the file).
+    """
+    src = read_checkpoint(source, state.device, (), "fine-tune from")
+    if is_state_dict(src):
+        src = {"model": src, "config": state.cfg.to_dict()}  # the shapes are checked below
+    check_keys(src, source, WEIGHT_KEYS, "fine-tune from")
+    src = upgrade_checkpoint(src, state.task)
+    check_compatible(state.cfg, state.model, src, source, action="fine-tune from")
+    state.model.load_state_dict(src["model"])
+    state.fine_tuned_from = {"path": str(source), "epoch": src.get("epoch"), "data": src.get("data")}
+    print(f"fine-tuning: a new run from the weights of {source} (epoch {src.get('epoch')}), fresh optimizer, epoch 0")
+
+
 def restore(state) -> dict | None:
     """:meth:`seglib.train.state.TrainingState.restore`: check the local folder is writable, delete stale
     temporary files, pick the checkpoint by the recovery order (or warm-restart from ``best.pt``), check it
@@ -312,10 +331,10 @@ def restore(state) -> dict | None:
     shown = ws.workdir / "checkpoints" / "last.pt"
     if ckpt is None and warm is None:
         if state.fine_tune:
-            state._load_fine_tune(resolve_fine_tune(state.fine_tune, ws))
+            load_fine_tune(state, resolve_fine_tune(state.fine_tune, ws))
         seed_everything(state.cfg.seed)
         if state.lr_override:
-            set_lr(state.optimizer, state.lr_override)
+            set_lr(state.optimizer, state.lr_override, state.scheduler)
         return None
     if ckpt is not None:
         install_last(ws, path, held)
@@ -352,5 +371,5 @@ def restore(state) -> dict | None:
         print(changed)
     if state.lr_override:
         print(f"  LR override: {state.optimizer.param_groups[-1]['lr']:.3g} -> {state.lr_override:.3g}")
-        set_lr(state.optimizer, state.lr_override)
+        set_lr(state.optimizer, state.lr_override, state.scheduler)
     return ckpt

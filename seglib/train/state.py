@@ -31,21 +31,28 @@ from ..config import TrainConfig
 from ..data.datasets import make_loader
 from ..data.transforms import size_for_epoch
 from ..metrics import higher_is_better
-from ..runtime import Workspace, default_num_workers, pick_device, versions
+from ..runtime import Workspace, pick_device, versions
 from . import faults, recovery
 from .callbacks import BestTracker, EarlyStopping, LossMean, check_monitor, monitor_keys  # noqa: F401
-from .checkpoint import StorageError, atomic_save, atomic_write_json, rng_state, set_rng_state  # noqa: F401
-from .ckptfile import WEIGHT_KEYS, CheckpointError, check_keys, is_state_dict, read_checkpoint  # noqa: F401
-from .identity import (  # noqa: F401  (CheckpointMismatch, DataMismatch, upgrade_checkpoint re-exported)
-    BEST_KEYS,
-    CheckpointMismatch,
-    DataMismatch,
-    FineTuneError,
-    check_compatible,
-    upgrade_checkpoint,
+from .checkpoint import (  # noqa: F401  (StorageError re-exported)
+    BackgroundWrite,
+    StorageError,
+    atomic_save,
+    atomic_write_json,
+    rng_state,
+    set_rng_state,
+    snapshot,
 )
+from .identity import BEST_KEYS, CheckpointMismatch, DataMismatch, FineTuneError, upgrade_checkpoint  # noqa: F401
 from .mirror import BackgroundCopy
-from .optim import build_optimizer, build_scheduler
+from .optim import (
+    PER_STEP,
+    build_optimizer,
+    build_scheduler,
+    encoder_frozen,
+    set_encoder_trainable,
+    stretch_schedule,
+)
 
 FORMAT = "seglib-checkpoint/1"
 """Checkpoint format. Fields added since (``engine``, ``train_acc.seen`` as a float tensor) are optional."""
@@ -137,17 +144,20 @@ class TrainingState:
         self.metrics_factory, self.callbacks, self.lr_override = metrics_factory, list(callbacks), lr_override
         self.optimizer = build_optimizer(config.optimizer, model, config.lr, config.weight_decay,
                                          config.encoder_lr_ratio, config.encoder_weight_decay, **config.optimizer_kwargs)
-        mode = "max" if higher_is_better(config.monitor) else "min"
-        self.scheduler = build_scheduler(config.scheduler, self.optimizer, mode=mode, **config.scheduler_kwargs)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.best = BestTracker(config.monitor)
         self.early = EarlyStopping(config.monitor, config.early_stop_patience)
-        workers = default_num_workers(cuda) if config.num_workers is None else config.num_workers
+        # num_workers None: per loader by device and cache (runtime.default_num_workers); pinned memory on CUDA
         self.train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
-                                        num_workers=workers, pin_memory=cuda)
+                                        num_workers=config.num_workers, cuda=cuda)
         self.val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=config.seed,
-                                      num_workers=workers, pin_memory=cuda)
+                                      num_workers=config.num_workers, cuda=cuda)
         self.n_batches = math.ceil(len(train_set) / config.batch_size)
+        mode = "max" if higher_is_better(config.monitor) else "min"
+        self.scheduler = build_scheduler(config.scheduler, self.optimizer, mode=mode,
+                                         total_steps=config.epochs * self.n_batches, **config.scheduler_kwargs)
+        self.per_step_scheduler = config.scheduler in PER_STEP
+        self.pretrained_encoder = getattr(model, "encoder_weights_loaded", None) is not None
         self.epoch, self.batch, self.step = 0, 0, 0
         self.history: list[dict] = []
         self.last_val: dict = {}
@@ -156,6 +166,7 @@ class TrainingState:
         self.resumed_from: dict | None = None
         self.fine_tuned_from: dict | None = None
         self.status = "fresh"
+        self.writer = BackgroundWrite()  # checkpoint files are written off the training thread
         self.copier = BackgroundCopy(workspace.local, workspace.workdir, MIRRORED, self.BACKGROUND_COPY) \
             if workspace.mirrored else None
         self.lr = config.lr
@@ -172,7 +183,7 @@ class TrainingState:
             "epoch": self.epoch, "batch": self.batch, "step": self.step,
             "train_acc": self.train_mean.state_dict(),
             "early_stopping": self.early.state_dict(), "best": self.best.state_dict(),
-            "rng": rng_state(), "history": self.history, "last_val": self.last_val,
+            "rng": rng_state(), "history": self.history, "last_val": self.last_val, "epoch_lr": self.lr,
             "config": self.cfg.to_dict(), "versions": versions(), "saved_at": time.time(),
             "data": self.data, "fine_tuned_from": self.fine_tuned_from,
         }
@@ -191,6 +202,7 @@ class TrainingState:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.scheduler is not None and ckpt.get("scheduler") is not None:
             self.scheduler.load_state_dict(ckpt["scheduler"])
+            stretch_schedule(self.scheduler, self.cfg.epochs * self.n_batches)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.batch, self.step = int(ckpt["epoch"]), int(ckpt["batch"]), int(ckpt["step"])
@@ -199,25 +211,34 @@ class TrainingState:
         self.early.patience = self.cfg.early_stop_patience
         self.best.load_state_dict(ckpt["best"])
         self.history, self.last_val = list(ckpt["history"]), dict(ckpt.get("last_val", {}))
+        self.lr = float(ckpt.get("epoch_lr") or self.optimizer.param_groups[-1]["lr"])
         set_rng_state(ckpt["rng"])
 
     def save(self, best: bool = False) -> None:
         """Write ``last.pt`` (keeping ``last.prev.pt``) first: it is the epoch's commit point and records the
         best it expects; then ``best.pt`` (:meth:`best_state_dict`) if ``best``, ``history.json``, and ask for
         the copy to WORKDIR (in the background). A kill between the two writes is repaired on resume
-        (:func:`seglib.train.recovery.reconcile_best`).
+        (:func:`seglib.train.recovery.reconcile_best`). Only a CPU snapshot is taken here; a thread writes the files
+        (:class:`~.checkpoint.BackgroundWrite`), waited for by the next save, and here by the last (:attr:`finished`).
 
         Raises:
             seglib.train.checkpoint.StorageError: disk full or read-only (names the folder and the space needed;
-                the previous files are intact).
+                the previous files are intact); a background write's error is raised by the next save.
         """
-        state = self.state_dict()
+        self.writer.wait()
         faults.point("save.begin")
+        state = snapshot(self.state_dict())
+        self.writer.submit(lambda: self._write(state, best))
+        if self.finished:
+            self.writer.wait()
+
+    def _write(self, state: dict, best: bool) -> None:
+        """The files of one :meth:`save`, in commit order (run by the background writer)."""
         atomic_save(state, self.ckpt_dir / "last.pt", keep_previous=True)
         faults.point("save.between")
         if best:
             atomic_save(self.best_state_dict(state), self.ckpt_dir / "best.pt")
-        atomic_write_json(self.ws.local / "history.json", self.history)
+        atomic_write_json(self.ws.local / "history.json", state["history"])
         faults.point("save.end")
         if self.copier is not None:
             self.copier.request()
@@ -228,6 +249,12 @@ class TrainingState:
         Raises:
             seglib.train.mirror.MirrorError: (``raise_errors``) the copy failed twice; else it is printed.
         """
+        try:
+            self.writer.wait()  # the checkpoint write in flight comes first
+        except Exception as err:  # noqa: BLE001 - raised unless a training error is already on its way
+            if raise_errors:
+                raise
+            print(f"the last checkpoint write failed: {type(err).__name__}: {err}")
         if self.copier is not None:
             self.copier.request()
             self.copier.wait(raise_errors)
@@ -258,20 +285,6 @@ class TrainingState:
         """
         return recovery.restore(self)
 
-    def _load_fine_tune(self, source: Path) -> None:
-        """Load the model weights of the checkpoint ``source`` (only them) for a new run; print where from. A
-        plain state_dict (``torch.save(model.state_dict())``) of this model's shapes is taken as the weights."""
-        src = read_checkpoint(source, self.device, (), "fine-tune from")
-        if is_state_dict(src):
-            src = {"model": src, "config": self.cfg.to_dict()}  # the shapes are checked below
-        check_keys(src, source, WEIGHT_KEYS, "fine-tune from")
-        src = upgrade_checkpoint(src, self.task)
-        check_compatible(self.cfg, self.model, src, source, action="fine-tune from")
-        self.model.load_state_dict(src["model"])
-        self.fine_tuned_from = {"path": str(source), "epoch": src.get("epoch"), "data": src.get("data")}
-        print(f"fine-tuning: a new run from the weights of {source} (epoch {src.get('epoch')}), fresh optimizer, "
-              f"epoch 0")
-
     @property
     def finished(self) -> bool:
         """``config.epochs`` reached or early stopping triggered."""
@@ -286,8 +299,20 @@ class TrainingState:
         """Start epoch ``epoch`` (1-based): the train sampler skips the batches already done, the LR to record
         is read, the epoch and checkpoint clocks start."""
         self.train_loader.sampler.set_epoch(epoch, self.batch)
-        self.lr = self.optimizer.param_groups[-1]["lr"]
+        self.freeze_encoder(epoch)
+        if self.batch == 0:  # the LR the epoch starts at (a mid-epoch resume keeps the one its checkpoint recorded)
+            self.lr = self.optimizer.param_groups[-1]["lr"]
         self._t_epoch = self._last_save = time.monotonic()
+
+    def freeze_encoder(self, epoch: int) -> bool:
+        """Freeze the encoder (``requires_grad`` False: no gradient, so the optimizer skips it) during the first
+        ``config.freeze_encoder_epochs`` epochs when it starts from pretrained weights, unfreeze it after (fastai's
+        ``fine_tune``); a pure function of the epoch, so a resumed run freezes exactly as an uninterrupted one.
+        Returns whether the encoder is frozen in ``epoch``."""
+        frozen = encoder_frozen(epoch, self.cfg.freeze_encoder_epochs, self.pretrained_encoder)
+        if self.cfg.freeze_encoder_epochs:
+            set_encoder_trainable(self.model, not frozen)
+        return frozen
 
     def end_batch(self, loss: torch.Tensor, target) -> None:
         """After one optimizer step: add the batch's ``loss`` (0-dim tensor) to the epoch mean, count it, call
@@ -340,6 +365,7 @@ class TrainingState:
                 writer.add_image("val/predictions", grid, epoch, dataformats="HWC")
             writer.flush()
         value = record[self.cfg.monitor]
+        step_scheduler = step_scheduler and not self.per_step_scheduler  # those step after every optimizer step
         if step_scheduler and isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.scheduler.step(value)
         elif step_scheduler and self.scheduler is not None:
