@@ -30,7 +30,9 @@ class TrainConfig:
         loss / loss_kwargs: name in :data:`seglib.losses.LOSSES` and its arguments.
         optimizer / optimizer_kwargs, lr, encoder_lr_ratio, weight_decay, encoder_weight_decay: see
             :func:`seglib.train.optim.build_optimizer`.
-        scheduler / scheduler_kwargs: name in :data:`SCHEDULERS`; stepped on ``monitor`` each epoch.
+        scheduler / scheduler_kwargs: name in :data:`SCHEDULERS`: ``"plateau"`` (stepped on ``monitor`` each
+            epoch), ``"step"``, ``"onecycle"`` and ``"cosine"`` (warm-up + cosine; these two stepped after every
+            optimizer step over ``epochs`` x batches), ``"none"``.
         monitor: validation key that decides best checkpoint, early stopping and the plateau scheduler,
             e.g. ``"val_loss"``; its direction comes from :data:`seglib.metrics.METRICS`.
         early_stop_patience: epochs without improvement before stopping (None = never).
@@ -42,6 +44,11 @@ class TrainConfig:
             else 0 (needs ``n_classes=2``; e.g. 128 for 0/255 masks saved as JPEG, which are refused without
             it). None (default): masks must hold class ids ``0..n_classes-1`` (or {0, 255} for 2 classes) and
             are never merged silently. See :func:`seglib.data.io.read_mask`.
+        cache: decoded-image cache of the training and validation images: ``"auto"`` (RAM when the resized images
+            fit its budget, else resized copies on the local disk), ``"ram"``, ``"disk"`` or ``"none"`` (decode every
+            image every epoch). Cached items equal uncached ones bit for bit (:mod:`seglib.data.cache`).
+        freeze_encoder_epochs: train the decoder only for this many first epochs, then everything (fastai's
+            ``fine_tune``), when the encoder starts from pretrained weights; ignored for a random-init encoder.
         mask_scale: stored mask value = class id x ``mask_scale`` (e.g. 5000 for some 16-bit masks); values
             are divided by it before use. None (default, as in checkpoints saved before the field existed): stored
             values are the class ids.
@@ -78,6 +85,8 @@ class TrainConfig:
     log_images: int = 4
     mask_threshold: int | None = None
     mask_scale: int | None = None
+    cache: str = "auto"
+    freeze_encoder_epochs: int = 0
 
     def __post_init__(self):
         if self.resize_schedule:
@@ -90,6 +99,10 @@ class TrainConfig:
         if self.mask_threshold is not None and self.n_classes != 2:
             raise ValueError(f"MASK_THRESHOLD={self.mask_threshold} binarises the masks into 2 classes; set "
                              f"N_CLASSES=2 (got {self.n_classes}) or MASK_THRESHOLD=None")
+        if self.cache not in ("auto", "ram", "disk", "none"):
+            raise ValueError(f"CACHE must be 'auto', 'ram', 'disk' or 'none', got {self.cache!r}")
+        if int(self.freeze_encoder_epochs) < 0:
+            raise ValueError(f"FREEZE_ENCODER_EPOCHS must be >= 0, got {self.freeze_encoder_epochs}")
         if self.mask_scale is not None and int(self.mask_scale) < 1:
             raise ValueError(f"MASK_SCALE must be >= 1, got {self.mask_scale}")
 

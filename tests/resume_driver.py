@@ -25,6 +25,7 @@ p.add_argument("--workers", type=int, default=0)
 p.add_argument("--minutes", type=float, default=0.0)
 p.add_argument("--epochs", type=int, default=3)
 p.add_argument("--lr-override", type=float)
+p.add_argument("--recipe", default=None, help="train with this recipe's settings (seglib.recipes), e.g. fast")
 a = p.parse_args()
 
 torch.set_num_threads(1)
@@ -33,6 +34,12 @@ cfg = TrainConfig(experiment="resume", n_classes=22 if synthetic else 12, ignore
                   img_size=64, batch_size=4, epochs=a.epochs,
                   encoder_weights=None, num_workers=a.workers, checkpoint_minutes=a.minutes, augment="street",
                   resize_schedule={1: 64, 3: 96}, seed=3)
+if a.recipe:  # the recipe's optimizer, loss and schedule (one-cycle, stepped every batch); this test's sizes
+    from seglib.recipes import recipe_config
+
+    kw = recipe_config(a.recipe, epochs=a.epochs, img_size=64, batch_size=4)
+    kw["resize_schedule"], kw["augment"] = {1: 64, 3: 96}, "flip"
+    cfg = TrainConfig(**{**cfg.to_dict(), **kw})
 
 
 if a.kill_in_save:

@@ -14,6 +14,7 @@ SEGLIB = Path(__file__).resolve().parent.parent / "seglib"
 
 LAYERS = [
     {"seglib._torchvision_guard", "seglib.registry", "seglib.tensors", "seglib.config", "seglib.runtime"},
+    {"seglib.recipes"},
     {"seglib.data"},
     {"seglib.models"}, {"seglib.losses"}, {"seglib.metrics"},
     {"seglib.train", "seglib.inspect", "seglib.predict", "seglib.export"},

@@ -107,7 +107,7 @@ def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress
         monitor_key = cfg.monitor[len("val_"):] if cfg.monitor.startswith("val_") else cfg.monitor
         sched_kw = {"loader_key": "valid", "metric_key": monitor_key} if isinstance(
             s.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) else {}
-        cbs.append(dl.SchedulerCallback(mode="epoch", **sched_kw))
+        cbs.append(dl.SchedulerCallback(mode="batch" if s.per_step_scheduler else "epoch", **sched_kw))
     if cfg.log_images:
         cbs.append(PredictionGridCallback(run.render_grid, cfg.log_images))
     loggers = {"tensorboard": SeglibTensorboardLogger(str(s.tb_dir), purge_step=s.epoch + 1 if resume else None),

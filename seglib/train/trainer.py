@@ -107,6 +107,8 @@ class Trainer(TrainingState):
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.per_step_scheduler:
+                self.scheduler.step()
             self.end_batch(loss, target)
             bar.update(1)
             if self.progress and self.batch % every == 0:
