@@ -25,6 +25,7 @@ from .tensors import to_device
 from .train.callbacks import LossMean
 from .train.checkpoint import atomic_write_json
 from .train.ckptfile import WEIGHT_KEYS, TornCheckpoint, read_checkpoint
+from .train.lr_finder import find_lr
 from .train.progress import EpochTable
 from .train.trainer import FitResult, Trainer
 
@@ -174,6 +175,16 @@ class Experiment:
         if not self.splits:
             raise RuntimeError("call prepare() first")
         return data_fingerprint(self.data, self.layout, self.root, self.splits)
+
+    def find_lr(self, steps: int | None = None, lr_min: float = 1e-7, lr_max: float = 10.0, force: bool = False):
+        """``LR = "find"``: the LR range test on this run's model, optimizer, loss and training loader, as fastai's
+        ``lr_find`` (:func:`seglib.train.lr_finder.find_lr`: valley rule, ``WORKDIR/lr_find.json`` reused, not
+        run once the run has a checkpoint); sets ``cfg.lr`` to the suggestion and returns the
+        :class:`~seglib.train.lr_finder.LRFindResult` (plot it with :func:`seglib.inspect.plot_lr_find`).
+        Raises RuntimeError before :meth:`prepare`."""
+        result = find_lr(self, steps, lr_min, lr_max, force)
+        self.cfg.lr = float(result.suggestion)
+        return result
 
     def trainer(self, lr_override: float | None = None, callbacks=(), progress: bool = True,
                 fine_tune_from=None) -> Trainer:

@@ -18,11 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
 DEMO: dict[str, dict] = {
-    # about 3.7 minutes on a 2-core CPU: 200 synthetic street scenes at 128 px, 16 epochs (val mIoU ~0.34). The original's
-    # RAdam + Lookahead (a long rectification warm-up) and micro-averaged Dice/IoU learn the small classes
-    # too slowly for a few hundred CPU steps (mIoU 0.11 after 10 epochs, against 0.24 with AdamW + Dice/CE).
-    "jetcar_segmentation": {"EXPERIMENT": "demo_jetcar", "IMG_SIZE": 128, "EPOCHS": 16, "BATCH_SIZE": 8,
-                            "OPTIMIZER": "adamw", "LOSS": "dice_ce", "LR": 4e-3,
+    # the notebook's defaults (RECIPE "fast", LR "find") on 200 synthetic street scenes, 16 epochs ending at 128 px
+    "jetcar_segmentation": {"EXPERIMENT": "demo_jetcar", "IMG_SIZE": 128, "EPOCHS": 16,
                             "SYNTHETIC": {"n_train": 200, "n_val": 40, "n_test": 12, "size": 128}},
     # about 1.5 minutes on a 2-core CPU: LR search for 2 optimizers, the loss and augmentation studies (8 trials)
     # on 48 synthetic cell images at 64 px; these tiny models run fastest on one thread

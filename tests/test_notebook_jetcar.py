@@ -19,7 +19,7 @@ def check_workdir(workdir, n_classes, n_predictions, prefix):
     s = json.loads((workdir / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(s)
     assert s["notebook"] == "jetcar_segmentation" and s["epochs_completed"] == 2 and s["resumed_from"] is None
-    assert s["best"]["metric"] == "val_loss" and s["best"]["epoch"] in (1, 2)
+    assert s["best"]["metric"] == s["config"]["monitor"] and s["best"]["epoch"] in (1, 2)
     fm = s["final_metrics"]
     assert {"loss", "miou", "dice", "pixel_accuracy"} <= set(fm) and 0 <= fm["miou"] <= 1
     # the final evaluation of best.pt reproduces the validation numbers of its epoch

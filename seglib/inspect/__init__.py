@@ -1,7 +1,8 @@
-"""Inspection tools: overlays and grids (``render``), training/evaluation plots (``plots``) and
-notebook viewers (``widgets``). Everything takes numpy arrays and returns numpy arrays or
+"""Inspection tools: overlays and grids (``render``), training/evaluation plots (``plots``), the LR finder's
+plot (``lr_plot``) and notebook viewers (``widgets``). Everything takes numpy arrays and returns numpy arrays or
 ``matplotlib.figure.Figure`` objects, so it runs headless (Agg) as well as in Colab."""
 
+from .lr_plot import plot_lr_find
 from .plots import (
     history_panels,
     normalize_confusion,
@@ -44,6 +45,7 @@ __all__ = [
     "plot_confusion_matrix",
     "plot_history",
     "plot_loss_comparison",
+    "plot_lr_find",
     "plot_per_class_iou",
     "prediction_grid",
     "render_depth_sample",

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..runtime import seed_everything
+from ..train.lr_finder import RangeTestResult, range_test, suggest_lr  # noqa: F401  (the one range test)
 from ..train.optim import build_optimizer
 
 DECADES = (-5, -4, -3, -2, -1, 0)
@@ -106,85 +107,6 @@ def decade_search(score: Callable[[float], float], decades=DECADES, steps_per_pr
     inside = [(lr, sc) for lr, sc in order if 10.0 ** best_k <= lr < 10.0 ** (best_k + 1) * (1 - 1e-9)]
     lr = min(inside, key=lambda p: (p[1], p[0]))[0]  # best probed, not just the bisection's end point
     return DecadeResult(lr=lr, probes=order, best_decade=int(best_k), steps=len(order) * int(steps_per_probe))
-
-
-@dataclass
-class RangeTestResult:
-    """Outcome of :func:`range_test`: per-step ``lrs``, raw ``losses`` and ``smoothed`` losses,
-    ``suggestion`` (LR at min smoothed loss / 10), ``steepest`` (LR of steepest smoothed descent),
-    ``lr_at_min`` and ``steps`` actually run (early stop on divergence)."""
-
-    lrs: list
-    losses: list
-    smoothed: list
-    suggestion: float
-    steepest: float
-    lr_at_min: float
-    steps: int
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict of the fields."""
-        return asdict(self)
-
-
-def suggest_lr(lrs, smoothed) -> tuple[float, float, float]:
-    """``(lr_at_min / 10, steepest, lr_at_min)`` from a range-test curve.
-
-    The first 10 % of the points are skipped (fastai's ``skip_start``): the moving average is still
-    warming up there and its first value is just the first batch's loss. ``lr_at_min`` is the LR of the
-    lowest smoothed loss after them; ``steepest`` the LR where the smoothed loss falls fastest per decade
-    of LR between them and the minimum. Raises ``ValueError`` for fewer than 2 points.
-    """
-    lrs, sm = np.asarray(lrs, np.float64), np.asarray(smoothed, np.float64)
-    if len(lrs) < 2:
-        raise ValueError("a range test needs at least 2 steps to suggest a learning rate")
-    sm = np.where(np.isfinite(sm), sm, np.inf)
-    start = min(len(lrs) // 10, len(lrs) - 1)
-    i_min = start + int(np.argmin(sm[start:]))
-    lr_min = float(lrs[i_min])
-    if i_min - start >= 2:
-        grad = np.gradient(sm[start: i_min + 1], np.log10(lrs[start: i_min + 1]))
-        steep = float(lrs[start + int(np.argmin(grad))])
-    else:
-        steep = float(lrs[start])
-    return lr_min / 10.0, steep, lr_min
-
-
-def range_test(step: Callable[[float], float], lr_min: float = 1e-7, lr_max: float = 10.0, steps: int = 100,
-               beta: float = 0.98, diverge: float = 4.0) -> RangeTestResult:
-    """Smith's LR range test on a stepping function.
-
-    Args:
-        step: ``lr -> loss``: one optimizer step at ``lr`` on the next batch, returning that batch's loss.
-        lr_min, lr_max: the LR range, swept exponentially over ``steps`` steps.
-        beta: smoothing of the exponential moving average (bias-corrected).
-        diverge: stop when the smoothed loss exceeds ``diverge`` x its minimum (after 10 % of the steps).
-
-    Raises:
-        ValueError: ``lr_min >= lr_max``, non-positive bounds or ``steps < 2``.
-    """
-    if not 0 < lr_min < lr_max or steps < 2:
-        raise ValueError(f"need 0 < lr_min < lr_max and steps >= 2; got {lr_min}, {lr_max}, {steps}")
-    lrs_all = np.geomspace(lr_min, lr_max, steps)
-    lrs, losses, smoothed = [], [], []
-    avg, best = 0.0, math.inf
-    for i, lr in enumerate(lrs_all):
-        loss = float(step(float(lr)))
-        lrs.append(float(lr))
-        losses.append(loss)
-        if not math.isfinite(loss):
-            smoothed.append(math.inf)
-            if len(lrs) >= 2:
-                break
-            continue
-        avg = beta * avg + (1 - beta) * loss
-        sm = avg / (1 - beta ** (i + 1))
-        smoothed.append(sm)
-        best = min(best, sm)
-        if i > steps // 10 and sm > diverge * best:
-            break
-    suggestion, steep, at_min = suggest_lr(lrs, smoothed)
-    return RangeTestResult(lrs, losses, smoothed, suggestion, steep, at_min, len(lrs))
 
 
 class Prober:
