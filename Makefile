@@ -51,3 +51,10 @@ clean-runs:
 .PHONY: reliability
 reliability: $(STAMP)
 	$(PY) -m tools.reliability $(ARGS)
+
+# every benchmark (benchmarks/run_all.py: each script in its own process and time budget; under 20 min on
+# 2 cores), then BENCHMARKS.md from benchmarks/results/*.json; fails, after the others ran, if a script fails.
+# A smoke check in seconds per script (into a temporary folder, BENCHMARKS.md untouched): make bench ARGS=--quick
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m benchmarks.run_all $(ARGS)

@@ -10,7 +10,11 @@ learning rate of each optimizer comes from the LR search (or seed 004's table wh
 Scheduler settings scale with the trial length ``epochs``: step decay multiplies the LR by 0.1 every
 ``round(epochs / 3)`` epochs (StepLR(100, 0.1) in 300 epochs, as the EE-782 reference code); the
 plateau scheduler by 0.1 after ``max(3, epochs // 8)`` epochs without val-Dice improvement (Keras'
-``ReduceLROnPlateau`` factor, seed 002).
+``ReduceLROnPlateau`` factor, seed 002). ``BASE = {"scheduler": "onecycle"}`` (or ``"cosine"``: warm-up then cosine)
+trains every trial with a per-step schedule over its whole length (``epochs`` x batches); they are not in the
+optimizer x scheduler grid (:data:`SCHEDULER_NAMES`, seed 004's), so existing studies keep their trials. On ISBI 2012
+the fastest settings measured (``benchmarks/quality.py``, ``BENCHMARKS.md``) are :data:`FAST_BASE` with BatchNorm at
+256 px.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ BASE_SPEC = {
     "dropout": 0.0, "train_fraction": 1.0, "augment": "none",
 }
 """The varied factors' base values: seed 004's final choice (Adam, ReduceLROnPlateau, BCE + switching)."""
+FAST_BASE = {"optimizer": "adam", "lr": 3e-3, "scheduler": "onecycle", "loss": "bce_dice", "augment": "rotate_flips"}
+"""A ``BASE`` that trains faster per epoch on ISBI 2012 (with ``BATCHNORM = True``, ``IMG_SIZE = 256``): Adam 3e-3
+under the one-cycle schedule, BCE + Dice, rotation +-20 deg and flips. Measured in ``benchmarks/quality.py``."""
 
 
 def seed_lr(optimizer: str, loss: str) -> float:
@@ -137,6 +144,10 @@ def scheduler_kwargs(name: str, epochs: int) -> dict:
         return {"step_size": max(1, round(epochs / 3)), "gamma": 0.1}
     if name == "plateau":
         return {"factor": 0.1, "patience": max(3, epochs // 8)}
+    if name == "onecycle":  # the trainer passes total_steps = epochs x batches
+        return {"pct_start": 0.25}
+    if name == "cosine":
+        return {"warmup": 0.05}
     return {}
 
 
