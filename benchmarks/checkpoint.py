@@ -139,7 +139,7 @@ def blocked_share(size: int | None, epochs: int, data: str, over: dict, quick: b
 
 def main(argv=None) -> int:
     p = arg_parser(__doc__)
-    p.add_argument("--repeats", type=int, default=None, help="timed writes per file (default 5, quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed writes per file (default 3, quick 2)")
     p.add_argument("--mbps", type=float, default=40.0, help="stand-in Drive write speed [MB/s]")
     p.add_argument("--sizes", type=int, nargs="*", default=None,
                    help="image sizes of the blocked-share runs (default: the notebook's, and 96 px)")
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     print_machine()
-    files = sizes_and_writes(a.repeats or (2 if a.quick else 5))
+    files = sizes_and_writes(a.repeats or (2 if a.quick else 3))
     data, over = data_source(a.quick)
     default_size = notebook_params()["IMG_SIZE"]
     sizes = a.sizes if a.sizes is not None else ([64] if a.quick else [None, 96])

@@ -183,7 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(CAMVID), help="CamVid folder (camvid_segnet pairs layout)")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--augment", default="flip", help="the training augmentation (CamVid: flip)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--train-steps", type=int, default=3, help="steps per timed training unit (0: skip)")
     p.add_argument("--train-repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")

@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     p.add_argument("--loss", default="bce_switching", help="the study's base loss")
     p.add_argument("--probe-epochs", type=int, default=3)
     p.add_argument("--range-steps", type=int, default=100)
-    p.add_argument("--train-epochs", type=int, default=12, help="epochs of the training with each chosen LR")
+    p.add_argument("--train-epochs", type=int, default=10, help="epochs of the training with each chosen LR")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per core)")
     args = p.parse_args(argv)
     smoke = bool(args.quick)

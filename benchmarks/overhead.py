@@ -159,19 +159,19 @@ def progressive(small: int, large: int, repeats: int, data: str, over: dict, qui
 
 def main(argv=None) -> int:
     p = arg_parser(__doc__)
-    p.add_argument("--repeats", type=int, default=None, help="timed epochs per variant (default 3, quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed epochs per variant (default 2, quick 2)")
     p.add_argument("--sizes", type=int, nargs="+", default=[96, 160], help="per-step image sizes [px]")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's, one per core)")
     a = p.parse_args(argv)
     t_start = time.perf_counter()
     if a.threads:
         torch.set_num_threads(a.threads)
-    repeats = a.repeats or (2 if a.quick else 3)
+    repeats = a.repeats or 2
     machine = print_machine()
     data, over = data_source(a.quick)
     sizes = [64] if a.quick else a.sizes
     steps = [per_step(s, repeats, data, over, a.quick) for s in sizes]
-    prog = progressive(64, 128, 1, data, over, True) if a.quick else progressive(96, 224, 2, data, over, False)
+    prog = progressive(64, 128, 1, data, over, True) if a.quick else progressive(96, 224, 1, data, over, False)
     cols = ["img_size", "batch", "steps_per_epoch", "repeats", "trainer_s_per_step", "loop_s_per_step", "ratio",
             "code_ms_per_epoch"]
     print_table(steps, cols)

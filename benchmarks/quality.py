@@ -18,7 +18,7 @@ the JetCar notebook headless with its defaults (``DATA``, ``N_CLASSES``, ``IGNOR
 :data:`ISBI_FAST` for ``--isbi-epochs`` epochs, val Dice >= 0.86; it writes ``results/quality_target.json``,
 whose targets the default run repeats.
 
-Budgets: ``make bench`` runs the defaults, CamVid 60 training s per contender at 160 px and ISBI 35 s (about 8 min
+Budgets: ``make bench`` runs the defaults, CamVid 45 training s per contender at 160 px and ISBI 25 s (about 6 min
 on 2 cores in all: a few epochs each, so the curves show the start of training only); ``--camvid-budget 720
 --camvid-size 224`` is the issue's comparison (about 45 min). ``--target`` takes about 30 min on 2 cores.
 """
@@ -278,9 +278,9 @@ def main(argv=None) -> int:
     p = arg_parser(__doc__)
     p.add_argument("--target", action="store_true", help="run the issue's target check (about 30 min on 2 cores)")
     p.add_argument("--data", nargs="+", default=["camvid", "isbi"], choices=["camvid", "isbi"])
-    p.add_argument("--camvid-budget", type=float, default=60.0, help="training seconds per CamVid contender")
+    p.add_argument("--camvid-budget", type=float, default=45.0, help="training seconds per CamVid contender")
     p.add_argument("--camvid-size", type=int, default=160, help="CamVid side length [px] (the issue's: 224)")
-    p.add_argument("--isbi-budget", type=float, default=35.0, help="training seconds per ISBI contender")
+    p.add_argument("--isbi-budget", type=float, default=25.0, help="training seconds per ISBI contender")
     p.add_argument("--isbi-size", type=int, default=256, help="ISBI side length [px] of the plain loop and the fast "
                    "recipe (the study defaults train at 128)")
     p.add_argument("--camvid-epochs", type=int, default=40, help="--target: EPOCHS of the JetCar notebook")

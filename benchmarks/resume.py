@@ -119,7 +119,7 @@ def launch(params: dict, workdir: str, local: str, resumed: bool, stop_after: in
 
 def main(argv=None) -> int:
     p = arg_parser(__doc__)
-    p.add_argument("--repeats", type=int, default=None, help="runs per variant (default 2, quick 1)")
+    p.add_argument("--repeats", type=int, default=None, help="runs per variant (default 1)")
     p.add_argument("--size", type=int, default=96, help="IMG_SIZE [px] (small: the LR finder's steps are timed)")
     p.add_argument("--threads", type=int, default=None, help="CPU_THREADS of the runs (default: the notebook's)")
     a = p.parse_args(argv)
@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     params = {"DATA": data, "IMG_SIZE": a.size, "ENCODER_WEIGHTS": None, "CHECKPOINT_MINUTES": 0, **over}
     if a.quick:
         params.update(SYNTHETIC={"n_train": 8, "n_val": 4, "n_test": 0, "size": 64}, IMG_SIZE=64, LR=1e-3)
-    repeats = a.repeats or (1 if a.quick else 2)
+    repeats = a.repeats or 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = f"{tmp}/resumed"
