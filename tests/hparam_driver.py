@@ -19,6 +19,7 @@ import signal
 import time
 
 import torch
+from killing import settle
 
 from seglib.hparam import HParamRun
 from seglib.tune import worker as engine
@@ -74,6 +75,7 @@ def main() -> None:
         def on_batch_end(self, trainer):
             count[0] += 1
             if count[0] == a.kill_at_step:
+                settle(trainer)  # the previous checkpoint on disk, as the test expects
                 os.kill(os.getpid(), signal.SIGKILL)
             return original(self, trainer)
 

@@ -7,6 +7,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.reliability.kills import KillAtStep, StepLog, kill_in_save  # noqa: E402
+from tools.reliability.kills import KillAtStep, StepLog, kill_in_save, settle  # noqa: E402
 
-__all__ = ["KillAtStep", "StepLog", "kill_in_save"]
+__all__ = ["KillAtStep", "StepLog", "kill_in_save", "settle"]

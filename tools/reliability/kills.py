@@ -14,23 +14,33 @@ import time
 import torch
 
 
+def settle(state) -> None:
+    """Wait for the checkpoint write in flight (``state.writer``, written off the training thread), so that a kill
+    that follows leaves a known position on disk: the last save before it. A kill *during* a write is
+    :func:`kill_in_save`'s case."""
+    writer = getattr(state, "writer", None)
+    if writer is not None:
+        writer.wait()
+
+
 class KillAtStep:
     """Trainer callback: SIGKILL this process right after optimizer step ``step`` of the run (``state.step``,
-    counted over resumes; before that step is checkpointed). Works with both engines: their
-    ``on_batch_end`` gets an object with a ``step`` attribute."""
+    counted over resumes; before that step is checkpointed, after the previous save is on disk). Works with both
+    engines: their ``on_batch_end`` gets an object with a ``step`` attribute."""
 
     def __init__(self, step: int):
         self.step = step
 
     def on_batch_end(self, state):
         if state.step == self.step:
+            settle(state)
             os.kill(os.getpid(), signal.SIGKILL)
 
 
 class StepLog:
     """Trainer callback: one JSON line per optimizer step (``ev: "step"``) and epoch end (``ev: "epoch"``) with
     the Unix time [s], pid, run folder (WORKDIR of the run or trial), step, epoch and batch; SIGKILL
-    right after the process's ``kill_at_step``-th step (before it is checkpointed)."""
+    right after the process's ``kill_at_step``-th step (before it is checkpointed, after the previous save is)."""
 
     def __init__(self, path: str, kill_at_step: int | None = None):
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -45,6 +55,7 @@ class StepLog:
         self.n += 1
         self._write(state, "step")
         if self.n == self.kill_at_step:
+            settle(state)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def on_epoch_end(self, state, record) -> None:
