@@ -27,6 +27,8 @@ demo: $(STAMP)
 	$(PY) -m seglib.nbrun demo
 
 test: $(STAMP)
+	# headless Chromium + chromedriver for the browser tests (Debian packages; nothing when present)
+	bash tools/install_browser.sh
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
