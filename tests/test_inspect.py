@@ -192,8 +192,9 @@ def test_plot_history_axes_and_labels():
     fig = plot_history(HISTORY)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["loss", "miou", "dice", "pixel_accuracy", "learning rate"]
-    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]
+    labels = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes[:2]]
     assert labels[0] == ["train_loss", "val_loss"] and labels[1] == ["train_miou", "val_miou"]
+    assert fig.axes[-1].get_legend() is None  # one curve: the title names it
     assert fig.axes[-1].get_yscale() == "log"
     np.testing.assert_allclose(fig.axes[0].lines[1].get_xdata(), [1, 2, 3, 4])
     sub = plot_history(HISTORY, metrics=["miou", "seconds"])
@@ -326,7 +327,8 @@ def test_depthseg_viewer(tmp_path):
     count = v.render_count
     v.depth_view.value = "error"
     assert v.render_count == count + 1
-    assert v.current_figure.axes[1].get_title() == "|pred - true| depth"
+    top = float(np.abs(pdep[v.order[0]] - tdep[v.order[0]])[valid[v.order[0]]].max())
+    assert v.current_figure.axes[1].get_title() == f"|pred - true| depth (0 to {top:.3g})"  # the colour scale's top
     v.mask_view.value = "true"
     assert v.current_figure.axes[0].get_title() == "mask: ground truth"
     assert v.save_png(tmp_path / "d.png").read_bytes()[:8] == PNG_MAGIC

@@ -48,6 +48,8 @@ def test_jetcar_notebook_smoke_synthetic(tmp_path):
     assert all(c.get("outputs") is not None for c in nb["cells"] if c["cell_type"] == "code")
     text = json.dumps(nb)
     assert "train: 16 images, val: 8 images, test: 4 images" in text and "image/png" in text
+    viewer = next(c for c in nb["cells"] if "viewer.show()" in "".join(c["source"]))
+    assert any("image/png" in o.get("data", {}) for o in viewer["outputs"])  # saved without widget state: a picture
 
 
 def test_jetcar_notebook_smoke_camvid(tmp_path, camvid):

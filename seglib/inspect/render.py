@@ -14,6 +14,7 @@ from matplotlib.patches import Patch
 
 from ..data.classes import colorize, default_class_table, palette
 from ..metrics.functional import image_miou, mask_iou
+from .live import LEGEND_KW, layout_figure, panel_layout, title_anchor
 
 GREY = np.array([128, 128, 128], np.uint8)
 
@@ -126,9 +127,38 @@ def resolve_colors(colors, class_names) -> np.ndarray:
     return _check_colors(colors, n)
 
 
-def _panel_fig(n_panels: int, h: int, w: int, extra_w: float = 0.0) -> Figure:
-    pw = 4.0
-    return Figure(figsize=(pw * n_panels + extra_w, max(2.0, pw * h / w) + 0.8), layout="constrained")
+def sample_panels(image, true_mask, pred_mask=None, *, class_names, colors=None, show: str | None = None,
+                  alpha: float = 0.5, ignore_index: int | None = None, title: str | None = None,
+                  iou: float | None = None) -> tuple[list, list[int], str]:
+    """What :func:`render_sample` draws, without drawing: ``(panels, ids, suptitle)``.
+
+    ``panels``: ``[(uint8 H x W x 3 overlay, panel title), ...]``; ``ids``: the class ids present in the shown
+    masks (``ignore_index`` left out), ascending; ``suptitle``: ``title`` and ``IoU x.xxx`` joined by `` | ``
+    (``iou`` is computed when not given). Arguments and errors as :func:`render_sample`.
+    """
+    show = show or ("pred" if pred_mask is not None else "true")
+    if show not in ("true", "pred", "both"):
+        raise ValueError(f"show must be 'true', 'pred' or 'both', got {show!r}")
+    if show != "true" and pred_mask is None:
+        raise ValueError(f"show={show!r} needs pred_mask; pass a prediction or show='true'")
+    n = len(class_names)
+    colors = resolve_colors(colors, class_names)
+    image = check_image(image)
+    true_mask = check_mask(true_mask, n, ignore_index, "true_mask")
+    _same_hw(image, true_mask, "image", "true_mask")
+    masks = []
+    if show in ("true", "both"):
+        masks.append(("ground truth", true_mask))
+    if pred_mask is not None:
+        pred_mask = check_mask(pred_mask, n, ignore_index, "pred_mask")
+        _same_hw(image, pred_mask, "image", "pred_mask")
+        if show in ("pred", "both"):
+            masks.append(("prediction", pred_mask))
+    ids = [i for i in np.unique(np.concatenate([m.ravel() for _, m in masks])).tolist() if i != ignore_index]
+    parts = [title] if title else []
+    if pred_mask is not None:
+        parts.append(f"IoU {per_image_iou(pred_mask, true_mask, n, ignore_index) if iou is None else iou:.3f}")
+    return [(overlay(image, m, colors, alpha, ignore_index), t) for t, m in masks], ids, " | ".join(parts)
 
 
 def render_sample(image, true_mask, pred_mask=None, *, class_names, colors=None, show: str | None = None,
@@ -144,44 +174,31 @@ def render_sample(image, true_mask, pred_mask=None, *, class_names, colors=None,
         alpha: overlay opacity ``[0, 1]``; ignore_index: ids not drawn nor scored; title: prefix.
 
     Returns:
-        A Figure whose suptitle holds ``title`` and, with a prediction, ``IoU x.xxx``; the legend lists
-        only the classes present in the shown mask(s). Raises ``ValueError`` on bad input.
+        A Figure (fixed layout, :func:`panel_layout`) whose suptitle, centred over the panels, holds ``title``
+        and, with a prediction, ``IoU x.xxx``; the legend, at the right below the title, lists only the classes
+        present in the shown mask(s). Raises ``ValueError`` on bad input.
     """
-    show = show or ("pred" if pred_mask is not None else "true")
-    if show not in ("true", "pred", "both"):
-        raise ValueError(f"show must be 'true', 'pred' or 'both', got {show!r}")
-    if show != "true" and pred_mask is None:
-        raise ValueError(f"show={show!r} needs pred_mask; pass a prediction or show='true'")
-    n = len(class_names)
     colors = resolve_colors(colors, class_names)
-    image = check_image(image)
-    true_mask = check_mask(true_mask, n, ignore_index, "true_mask")
-    _same_hw(image, true_mask, "image", "true_mask")
-    panels = []
-    if show in ("true", "both"):
-        panels.append(("true", true_mask))
-    if pred_mask is not None:
-        pred_mask = check_mask(pred_mask, n, ignore_index, "pred_mask")
-        _same_hw(image, pred_mask, "image", "pred_mask")
-        if show in ("pred", "both"):
-            panels.append(("pred", pred_mask))
-    ids = np.unique(np.concatenate([m.ravel() for _, m in panels]))
-    ids = [int(i) for i in ids if i != ignore_index and 0 <= i < n]
-    ncol = 1 if len(ids) <= 14 else 2
-    fig = _panel_fig(len(panels), *image.shape[:2], extra_w=2.4 * ncol)
-    for k, (label, m) in enumerate(panels):
-        ax = fig.add_subplot(1, len(panels), k + 1)
-        ax.imshow(overlay(image, m, colors, alpha, ignore_index))
-        ax.set_title("ground truth" if label == "true" else "prediction")
-        ax.set_axis_off()
-    handles = [Patch(facecolor=colors[i] / 255.0, edgecolor="black", label=f"{i} {class_names[i]}") for i in ids]
-    if handles:
-        fig.legend(handles=handles, loc="outside right upper", fontsize=8, ncol=ncol)
-    parts = [title] if title else []
-    if pred_mask is not None:
-        parts.append(f"IoU {per_image_iou(pred_mask, true_mask, n, ignore_index):.3f}")
-    if parts:
-        fig.suptitle(" | ".join(parts))
+    panels, ids, suptitle = sample_panels(image, true_mask, pred_mask, class_names=class_names, colors=colors,
+                                          show=show, alpha=alpha, ignore_index=ignore_index, title=title)
+    labels = [f"{i} {class_names[i]}" for i in ids]
+    layout = panel_layout(len(panels), *panels[0][0].shape[:2], labels)
+    fig = _draw_panels(layout, panels, suptitle)
+    if labels:
+        handles = [Patch(facecolor=colors[i] / 255.0, edgecolor="black") for i in ids]
+        fig.legend(handles, labels, loc="upper left", bbox_to_anchor=layout["legend_xy"], ncol=layout["ncol"],
+                   **LEGEND_KW)
+    return fig
+
+
+def _draw_panels(layout: dict, panels: list, suptitle: str) -> Figure:
+    fig = layout_figure(layout)
+    for ax, (rgb, name) in zip(fig.axes, panels):
+        ax.imshow(rgb)
+        ax.set_title(name, y=1.0)  # a fixed y skips matplotlib's title placement (~25 ms a draw)
+    if suptitle:
+        x, ha = title_anchor(layout, suptitle)
+        fig.suptitle(suptitle, x=x, y=layout["title_xy"][1], ha=ha, va="top")
     return fig
 
 
@@ -298,6 +315,35 @@ def depth_rmse(pred, target, valid=None) -> float:
     return float(np.sqrt(np.mean((pred[ok] - target[ok]) ** 2))) if ok.any() else float("nan")
 
 
+def depth_panels(image, true_mask, pred_mask, true_depth, pred_depth, valid=None, *, mask_view: str = "pred",
+                 depth_view: str = "pred", alpha: float = 0.5, color=(0, 255, 0), vmin: float = 0.0,
+                 vmax: float = 1.0, cmap: str = "magma", title: str | None = None, iou: float | None = None,
+                 rmse: float | None = None) -> tuple[list, str]:
+    """What :func:`render_depth_sample` draws, without drawing: ``([(uint8 H x W x 3, panel title)] * 2, suptitle)``
+    (``iou`` / ``rmse`` are computed when not given). Arguments and errors as :func:`render_depth_sample`."""
+    if mask_view not in ("true", "pred"):
+        raise ValueError(f"mask_view must be 'true' or 'pred', got {mask_view!r}")
+    if depth_view not in ("true", "pred", "error"):
+        raise ValueError(f"depth_view must be 'true', 'pred' or 'error', got {depth_view!r}")
+    image = check_image(image)
+    iou = binary_iou(pred_mask, true_mask) if iou is None else iou
+    rmse = depth_rmse(pred_depth, true_depth, valid) if rmse is None else rmse
+    mask = check_mask(true_mask if mask_view == "true" else pred_mask, 2, None, f"{mask_view}_mask")
+    _same_hw(image, mask, "image", f"{mask_view}_mask")
+    colors = np.array([[0, 0, 0], color], np.uint8)
+    names = {"true": "ground truth", "pred": "prediction"}
+    if depth_view == "error":  # the colour scale's top is the largest error: say which
+        p, t, ok = _depth_pair(pred_depth, true_depth, valid, "pred", "target")
+        top = float(np.abs(p - t)[ok].max()) if ok.any() else 0.0
+        depth_rgb, depth_title = error_map(pred_depth, true_depth, valid, vmax=max(top, 1e-6)), f"|pred - true| depth (0 to {top:.3g})"
+    else:
+        depth_rgb = depth_to_rgb(true_depth if depth_view == "true" else pred_depth, vmin, vmax, cmap)
+        depth_title = f"depth: {names[depth_view]} ({vmin:g} to {vmax:g})"
+    _same_hw(image, depth_rgb, "image", "depth")
+    panels = [(overlay(image, mask, colors, alpha, ignore_index=0), f"mask: {names[mask_view]}"), (depth_rgb, depth_title)]
+    return panels, " | ".join(([title] if title else []) + [f"IoU {iou:.3f}", f"RMSE {rmse:.4f}"])
+
+
 def render_depth_sample(image, true_mask, pred_mask, true_depth, pred_depth, valid=None, *, mask_view: str = "pred",
                         depth_view: str = "pred", alpha: float = 0.5, color=(0, 255, 0), vmin: float = 0.0,
                         vmax: float = 1.0, cmap: str = "magma", title: str | None = None) -> Figure:
@@ -310,32 +356,10 @@ def render_depth_sample(image, true_mask, pred_mask, true_depth, pred_depth, val
             ``"true"``, ``"pred"`` or ``"error"``; color: RGB of the foreground overlay.
 
     Returns:
-        A Figure with suptitle ``[title | ]IoU x.xxx | RMSE x.xxxx``. Raises ``ValueError`` on bad input.
+        A Figure (fixed layout, :func:`panel_layout`) with suptitle ``[title | ]IoU x.xxx | RMSE x.xxxx``.
+        Raises ``ValueError`` on bad input.
     """
-    if mask_view not in ("true", "pred"):
-        raise ValueError(f"mask_view must be 'true' or 'pred', got {mask_view!r}")
-    if depth_view not in ("true", "pred", "error"):
-        raise ValueError(f"depth_view must be 'true', 'pred' or 'error', got {depth_view!r}")
-    image = check_image(image)
-    iou = binary_iou(pred_mask, true_mask)
-    rmse = depth_rmse(pred_depth, true_depth, valid)
-    mask = check_mask(true_mask if mask_view == "true" else pred_mask, 2, None, f"{mask_view}_mask")
-    _same_hw(image, mask, "image", f"{mask_view}_mask")
-    colors = np.array([[0, 0, 0], color], np.uint8)
-    if depth_view == "error":
-        depth_rgb = error_map(pred_depth, true_depth, valid)
-    else:
-        depth_rgb = depth_to_rgb(true_depth if depth_view == "true" else pred_depth, vmin, vmax, cmap)
-    _same_hw(image, depth_rgb, "image", "depth")
-    fig = _panel_fig(2, *image.shape[:2])
-    names = {"true": "ground truth", "pred": "prediction", "error": "|pred - true| depth"}
-    for k, (panel, label) in enumerate(((overlay(image, mask, colors, alpha, ignore_index=0), "mask"),
-                                        (depth_rgb, "depth"))):
-        ax = fig.add_subplot(1, 2, k + 1)
-        ax.imshow(panel)
-        view = mask_view if k == 0 else depth_view
-        ax.set_title(names[view] if view == "error" else f"{label}: {names[view]}")
-        ax.set_axis_off()
-    parts = ([title] if title else []) + [f"IoU {iou:.3f}", f"RMSE {rmse:.4f}"]
-    fig.suptitle(" | ".join(parts))
-    return fig
+    panels, suptitle = depth_panels(image, true_mask, pred_mask, true_depth, pred_depth, valid, mask_view=mask_view,
+                                    depth_view=depth_view, alpha=alpha, color=color, vmin=vmin, vmax=vmax, cmap=cmap,
+                                    title=title)
+    return _draw_panels(panel_layout(2, *panels[0][0].shape[:2]), panels, suptitle)

@@ -1,8 +1,11 @@
-"""Thin ipywidgets viewers over :mod:`seglib.inspect.render` (all drawing logic lives there).
+"""Thin ipywidgets viewers over :mod:`seglib.inspect.render` (what to draw) and :mod:`seglib.inspect.live`
+(drawing it fast).
 
-The viewers build and update without a running kernel: each change re-renders the figure into
-``viewer.current_figure``, bumps ``viewer.render_count`` and writes a PNG into the ``Output`` widget's
-``outputs``; ``.figure(i)`` / ``.save_png(path, i)`` work headless. In a notebook use ``viewer.show()``.
+The viewers build and update without a running kernel: each change updates ``viewer.current_figure`` (one
+reused :class:`~seglib.inspect.live.LiveFigure` per panel layout, redrawn in tens of milliseconds), bumps
+``viewer.render_count`` and writes a PNG into the ``Output`` widget's ``outputs``; ``.figure(i)`` (a new Figure)
+/ ``.save_png(path, i)`` work headless. In a notebook use ``viewer.show()``. ``benchmarks/viewer.py`` times the
+actions.
 """
 
 from __future__ import annotations
@@ -11,21 +14,25 @@ import base64
 import html
 import io
 import math
+from collections import OrderedDict
 
 import ipywidgets as W
 import numpy as np
 from matplotlib.figure import Figure
 
+from .live import DPI, LegendTiles, LiveFigure, panel_layout
 from .render import (
     binary_iou,
     check_image,
     check_mask,
+    depth_panels,
     depth_rmse,
     order_worst_first,
     per_image_iou,
     render_depth_sample,
     render_sample,
     resolve_colors,
+    sample_panels,
 )
 
 
@@ -41,37 +48,68 @@ def _fmt(x: float, digits: int = 3) -> str:
     return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
 
 
-def png_output(fig: Figure, title: str = "", dpi: int = 90) -> dict:
+def png_output(fig: Figure, title: str = "", dpi: int = DPI, compress_level: int = 1) -> dict:
     """``fig`` as one ``display_data`` output for an ``Output`` widget's ``outputs`` (works without a kernel).
+
+    ``compress_level`` is zlib's (0..9); 1 encodes several times faster than matplotlib's default 6 for a few
+    per cent more bytes.
 
     Returns:
         ``{"output_type": "display_data", "metadata": {}, "data": {"image/png": base64 str,
         "text/plain": "<Figure: title>"}}`` (``"<Figure>"`` without a title).
     """
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": compress_level})
+    return _display_png(buf.getvalue(), title)
+
+
+def _display_png(png: bytes, title: str) -> dict:
     return {"output_type": "display_data", "metadata": {},
-            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+            "data": {"image/png": base64.b64encode(png).decode("ascii"),
                      "text/plain": f"<Figure: {title}>" if title else "<Figure>"}}
 
 
 class WidgetDisplay:
-    """Notebook display of an object whose ipywidgets container is ``self.widget``."""
+    """Notebook display of an object whose ipywidgets container is ``self.widget`` and whose pictures are in
+    ``self.output`` (an ``Output`` widget)."""
 
     widget: W.Widget
+    output: W.Output
 
     def show(self) -> None:
-        """Display the widget in a notebook (IPython ``display``)."""
+        """Display the widget in a notebook (IPython ``display`` of :meth:`_repr_mimebundle_`)."""
         from IPython.display import display
 
-        display(self.widget)
+        display(self)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget's view, plus the first picture shown as ``image/png``: a live notebook (JupyterLab, Colab)
+        renders the widget; a saved notebook without widget state (GitHub, nbviewer, papermill's output) shows
+        the picture instead of nothing."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        pictures = [o["data"]["image/png"] for o in self.output.outputs if "image/png" in o.get("data", {})]
+        if pictures and isinstance(bundle, dict):
+            bundle["image/png"] = pictures[0]
+        return bundle
+
+
+def _toggles(options: list[str], value: str, label: str, tooltips: list[str]) -> tuple[W.ToggleButtons, W.HBox]:
+    """ToggleButtons sized to their texts and a label in front (ipywidgets 8 puts a ToggleButtons' own
+    ``description`` on a line of its own above the buttons)."""
+    toggle = W.ToggleButtons(options=options, value=value, tooltips=tooltips[:len(options)],
+                             style={"button_width": "auto"})
+    return toggle, W.HBox([W.Label(label), toggle], layout={"margin": "0 1.5em 0 0"})
 
 
 class _Viewer(WidgetDisplay):
-    """Shared controls: sample slider, opacity, worst-first ordering, label and output."""
+    """Shared controls (sample slider, opacity, worst-first ordering, label, output) and the live picture: one
+    :class:`LiveFigure` per panel layout, updated in place on every action (at most :attr:`MAX_FIGURES` kept).
+
+    Subclasses define ``_render(idx)`` (a new Figure), ``_content(idx)`` (``(panels, suptitle, legend pixels or
+    None)`` for the live figure), ``_layout(n_panels, h, w)`` (:func:`~seglib.inspect.live.panel_layout` dict)
+    and ``_describe(idx)``."""
+
+    MAX_FIGURES = 6
 
     def __init__(self, n: int, names, scores: np.ndarray, alpha: float, toggles: list) -> None:
         if names is not None and len(names) != n:
@@ -81,16 +119,19 @@ class _Viewer(WidgetDisplay):
         self.scores = np.asarray(scores, np.float64)
         self._order = np.arange(n)
         self._worst_order = order_worst_first(self.scores)
+        self._live: OrderedDict[tuple, LiveFigure] = OrderedDict()
         self.render_count = 0
         self.current_figure: Figure | None = None
-        self.slider = W.IntSlider(value=0, min=0, max=n - 1, description="sample", continuous_update=False)
+        wide = {"description_width": "initial"}
+        self.slider = W.IntSlider(value=0, min=0, max=n - 1, description="sample", continuous_update=False,
+                                  style=wide, layout={"width": "24em"})
         self.opacity = W.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="opacity",
-                                     continuous_update=False)
-        self.worst_first = W.Checkbox(value=False, description="worst first")
+                                     continuous_update=False, style=wide, layout={"width": "20em"})
+        self.worst_first = W.Checkbox(value=False, description="worst first (lowest IoU)", style=wide, indent=False)
         self.label = W.HTML()
         self.output = W.Output()
         self._busy = False
-        for w in (self.slider, self.opacity, *toggles):
+        for w in (self.slider, self.opacity, *(t.children[1] for t in toggles)):
             w.observe(lambda _change: self._refresh(), names="value")
         self.worst_first.observe(self._on_order, names="value")
         self.widget = W.VBox([W.HBox([self.slider, self.worst_first]), W.HBox([*toggles, self.opacity]),
@@ -114,14 +155,8 @@ class _Viewer(WidgetDisplay):
             raise ValueError(f"position {i} is out of range for {self.n} samples; use 0..{self.n - 1}")
         return int(self._order[i])
 
-    def _render(self, idx: int) -> Figure:
-        raise NotImplementedError
-
-    def _describe(self, idx: int) -> str:
-        raise NotImplementedError
-
     def figure(self, i: int = 0) -> Figure:
-        """Figure for position ``i`` of the current order with the current toggles and opacity."""
+        """A new Figure for position ``i`` of the current order with the current toggles and opacity."""
         return self._render(self._index(i))
 
     def save_png(self, path, i: int = 0, dpi: int = 100):
@@ -129,15 +164,27 @@ class _Viewer(WidgetDisplay):
         self.figure(i).savefig(path, format="png", dpi=dpi)
         return path
 
+    def _live_figure(self, n_panels: int, h: int, w: int) -> LiveFigure:
+        key = (n_panels, h, w)
+        if key not in self._live:
+            self._live[key] = LiveFigure(self._layout(n_panels, h, w), h, w)
+            if len(self._live) > self.MAX_FIGURES:
+                self._live.popitem(last=False)
+        self._live.move_to_end(key)
+        return self._live[key]
+
     def _refresh(self) -> None:
         if self._busy:
             return
         pos = self.slider.value
         idx = self._index(pos)
-        fig = self._render(idx)
-        self.output.outputs = (png_output(fig, fig.get_suptitle() or self.names[idx]),)
-        self.label.value = (f"<b>{html.escape(self.names[idx])}</b> &nbsp; #{idx} "
-                            f"({pos + 1}/{self.n}) &nbsp; {self._describe(idx)}")
+        panels, suptitle, legend = self._content(idx)
+        live = self._live_figure(len(panels), *panels[0][0].shape[:2])
+        fig = live.update(panels, suptitle, legend)
+        self.output.outputs = (_display_png(live.png(), suptitle or self.names[idx]),)
+        order = ", worst first" if self.worst_first.value else ""
+        self.label.value = (f"<b>{html.escape(self.names[idx])}</b> &nbsp; {pos + 1} of {self.n}{order} "
+                            f"(sample #{idx}) &nbsp; {self._describe(idx)}")
         self.current_figure = fig
         self.render_count += 1
 
@@ -152,7 +199,8 @@ class SegmentationViewer(_Viewer):
         ignore_index: id neither drawn nor scored; names: N sample names; alpha: initial opacity.
 
     Attributes: ``widget`` (container), ``ious`` (per-image IoU, computed once), ``order``,
-    ``current_figure``, ``render_count``. Raises ``ValueError`` on mismatched counts, shapes or ids.
+    ``current_figure`` (the live Figure, updated in place by later actions), ``render_count``.
+    Raises ``ValueError`` on mismatched counts, shapes or ids.
     """
 
     def __init__(self, images, true_masks, pred_masks=None, *, class_names, colors=None,
@@ -172,15 +220,30 @@ class SegmentationViewer(_Viewer):
             self.ious = np.full(n, np.nan)
         else:
             self.ious = np.array([per_image_iou(pred_masks[i], true_masks[i], k, ignore_index) for i in range(n)])
+        labels = [f"{i} {c}" for i, c in enumerate(self.class_names)]
+        self._legend_labels = [s for i, s in enumerate(labels) if i != ignore_index]
+        self._tiles = LegendTiles(self.colors, labels, panel_layout(1, 1, 1, self._legend_labels)["col_pt"])
         opts = ["true", "pred", "both"] if pred_masks is not None else ["true"]
-        self.view = W.ToggleButtons(options=opts, value=opts[min(1, len(opts) - 1)], description="mask")
-        super().__init__(n, names, self.ious, alpha, [self.view])
+        self.view, row = _toggles(opts, opts[min(1, len(opts) - 1)], "mask",
+                                  ["ground truth", "prediction", "ground truth | prediction"])
+        super().__init__(n, names, self.ious, alpha, [row])
+
+    def _kwargs(self, idx: int) -> dict:
+        return dict(image=self.images[idx], true_mask=self.true_masks[idx],
+                    pred_mask=None if self.pred_masks is None else self.pred_masks[idx],
+                    class_names=self.class_names, colors=self.colors, show=self.view.value, alpha=self.opacity.value,
+                    ignore_index=self.ignore_index, title=self.names[idx])
 
     def _render(self, idx: int) -> Figure:
-        pred = None if self.pred_masks is None else self.pred_masks[idx]
-        return render_sample(self.images[idx], self.true_masks[idx], pred, class_names=self.class_names,
-                             colors=self.colors, show=self.view.value, alpha=self.opacity.value,
-                             ignore_index=self.ignore_index, title=self.names[idx])
+        return render_sample(**self._kwargs(idx))
+
+    def _layout(self, n_panels: int, h: int, w: int) -> dict:
+        return panel_layout(n_panels, h, w, self._legend_labels)  # every class: one width for all samples
+
+    def _content(self, idx: int) -> tuple[list, str, np.ndarray | None]:
+        panels, ids, suptitle = sample_panels(**self._kwargs(idx), iou=self.ious[idx])
+        live = self._live_figure(len(panels), *panels[0][0].shape[:2])
+        return panels, suptitle, self._tiles.image(ids, live.layout["ncol"]) if ids else None
 
     def _describe(self, idx: int) -> str:
         return f"IoU {_fmt(self.ious[idx])}"
@@ -196,8 +259,8 @@ class DepthSegViewer(_Viewer):
             names: N sample names; alpha: initial opacity; color: RGB foreground colour; cmap: depth map.
 
     Attributes: ``widget``, ``ious`` (foreground IoU; 1 when both masks are empty), ``rmses`` (depth RMSE over
-    valid pixels), ``order`` (worst IoU first when ticked), ``current_figure``, ``render_count``.
-    Raises ``ValueError`` on mismatched counts, shapes or dtypes.
+    valid pixels), ``order`` (worst IoU first when ticked), ``current_figure`` (the live Figure, updated in
+    place by later actions), ``render_count``. Raises ``ValueError`` on mismatched counts, shapes or dtypes.
     """
 
     def __init__(self, images, true_masks, pred_masks, true_depths, pred_depths, valid_masks=None, *,
@@ -211,17 +274,28 @@ class DepthSegViewer(_Viewer):
         valid = [None] * n if valid_masks is None else valid_masks
         self.ious = np.array([binary_iou(pred_masks[i], true_masks[i]) for i in range(n)])
         self.rmses = np.array([depth_rmse(pred_depths[i], true_depths[i], valid[i]) for i in range(n)])
-        self.mask_view = W.ToggleButtons(options=["true", "pred"], value="pred", description="mask")
-        self.depth_view = W.ToggleButtons(options=["true", "pred", "error"], value="pred", description="depth")
-        super().__init__(n, names, self.ious, alpha, [self.mask_view, self.depth_view])
+        self.mask_view, mask_row = _toggles(["true", "pred"], "pred", "mask", ["ground truth", "prediction"])
+        self.depth_view, depth_row = _toggles(["true", "pred", "error"], "pred", "depth",
+                                              ["ground truth", "prediction", "|prediction - ground truth|"])
+        super().__init__(n, names, self.ious, alpha, [mask_row, depth_row])
+
+    def _args(self, idx: int) -> tuple[tuple, dict]:
+        valid = None if self.valid_masks is None else self.valid_masks[idx]
+        return ((self.images[idx], self.true_masks[idx], self.pred_masks[idx], self.true_depths[idx],
+                 self.pred_depths[idx], valid),
+                dict(mask_view=self.mask_view.value, depth_view=self.depth_view.value, alpha=self.opacity.value,
+                     color=self.color, vmin=self.vmin, vmax=self.vmax, cmap=self.cmap, title=self.names[idx]))
 
     def _render(self, idx: int) -> Figure:
-        valid = None if self.valid_masks is None else self.valid_masks[idx]
-        return render_depth_sample(
-            self.images[idx], self.true_masks[idx], self.pred_masks[idx], self.true_depths[idx],
-            self.pred_depths[idx], valid, mask_view=self.mask_view.value, depth_view=self.depth_view.value,
-            alpha=self.opacity.value, color=self.color, vmin=self.vmin, vmax=self.vmax, cmap=self.cmap,
-            title=self.names[idx])
+        args, kw = self._args(idx)
+        return render_depth_sample(*args, **kw)
+
+    def _layout(self, n_panels: int, h: int, w: int) -> dict:
+        return panel_layout(n_panels, h, w)
+
+    def _content(self, idx: int) -> tuple[list, str, np.ndarray | None]:
+        args, kw = self._args(idx)
+        return (*depth_panels(*args, **kw, iou=self.ious[idx], rmse=self.rmses[idx]), None)
 
     def _describe(self, idx: int) -> str:
         return f"IoU {_fmt(self.ious[idx])} &nbsp; RMSE {_fmt(self.rmses[idx], 4)}"
