@@ -125,7 +125,7 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", poll: fl
 
 def save_screenshot(png: bytes, name: str, tmp_dir: Path, max_width: int = 900) -> Path:
     """Write a screenshot as ``name`` into ``tmp_dir`` and, when ``SEGLIB_SCREENSHOTS`` names a folder (e.g.
-    ``docs``, relative to the repository), a copy scaled to at most ``max_width`` px wide there too."""
+    ``docs``, relative to the repository), a copy there too: at most ``max_width`` px wide, 256 colours."""
     path = tmp_dir / name
     path.write_bytes(png)
     target = os.environ.get("SEGLIB_SCREENSHOTS")
@@ -135,5 +135,5 @@ def save_screenshot(png: bytes, name: str, tmp_dir: Path, max_width: int = 900) 
         img = Image.open(io.BytesIO(png)).convert("RGB")
         if img.width > max_width:
             img = img.resize((max_width, round(img.height * max_width / img.width)), Image.LANCZOS)
-        img.save(folder / name, optimize=True)
+        img.quantize(256, method=Image.Quantize.MEDIANCUT).save(folder / name, optimize=True)
     return path
