@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def require_browser() -> None:
     """Skip when Chromium, its driver or selenium is missing (run ``bash tools/install_browser.sh``); on CI
     (``CI`` set) fail instead, so that a broken install never passes as a skip."""
-    missing = [n for n in ("chromium",) if shutil.which(n) is None]
+    missing = [] if shutil.which("chromium") else ["chromium"]
     missing += [] if Path(CHROMEDRIVER).exists() else [CHROMEDRIVER]
     try:
         import selenium  # noqa: F401

@@ -81,15 +81,25 @@ def run_notebook_in_browser(lab, name: str, parameters: dict, timeout: float = 6
     return seconds
 
 
-def check_action(w: Widgets, action, what: str, times: dict, shots, name: str | None = None) -> str:
-    """Do ``action``; the picture changes within the time bound; returns the label after it."""
+def check_action(w: Widgets, action, what: str, times: dict) -> str:
+    """Do ``action``; the picture changes (its time goes into ``times``); returns the label after it."""
     dt, before, after = w.act(action, what)
     frac = changed_fraction(before, after)
     assert frac >= CHANGED, f"{what}: only {frac:.2%} of the picture changed"
     times[what] = round(dt, 3)
-    if name:
-        save_screenshot(after, name, shots)
     return w.label_text()
+
+
+def work_viewer(w: Widgets, steps: list, times: dict, check, names: list[str], iou: dict) -> None:
+    """Do each ``(action, what)`` of ``steps``; after each the picture changes and ``check(label, what)`` (which
+    asserts the scores shown) returns the sample shown: the next one after "slider", seglib's lowest IoU after
+    "worst first"."""
+    for action, what in steps:
+        name = check(check_action(w, action, what, times), what)
+        if what == "slider":
+            assert name == names[1]
+        if what == "worst first":
+            assert name == min(iou, key=iou.get), f"worst first shows {name}, seglib's worst is {min(iou, key=iou.get)}"
 
 
 def shown_iou(label: str) -> tuple[str, float]:
@@ -118,10 +128,16 @@ def test_jetcar_viewer_in_the_browser(lab, times, tmp_path):
 
     from selenium.webdriver.common.keys import Keys
 
+    def check(label: str, what: str) -> str:
+        name, value = shown_iou(label)
+        assert value == pytest.approx(iou[name], abs=6e-4), f"after {what}: {label!r} vs seglib {iou[name]:.4f}"
+        if what == "opacity":
+            assert w.slider_readout("opacity") == "0.55"
+        return name
+
     w = Widgets(lab, lab.cell("viewer.show()"))
     t = times.setdefault("jetcar", {})
-    name, value = shown_iou(w.label_text())
-    assert name == p["names"][0] and value == pytest.approx(iou[name], abs=6e-4)
+    assert check(w.label_text(), "opening") == p["names"][0]
     save_screenshot(w.screenshot(), "browser_jetcar_viewer.png", tmp_path)
     steps = [
         (lambda: w.slider_keys("sample", Keys.ARROW_RIGHT), "slider"),
@@ -130,16 +146,7 @@ def test_jetcar_viewer_in_the_browser(lab, times, tmp_path):
         (lambda: w.slider_keys("opacity", Keys.ARROW_RIGHT, 1), "opacity"),
         (lambda: w.checkbox("worst first"), "worst first"),
     ]
-    for action, what in steps:
-        label = check_action(w, action, what, t, tmp_path)
-        name, value = shown_iou(label)
-        assert value == pytest.approx(iou[name], abs=6e-4), f"after {what}: {label!r} vs seglib {iou[name]:.4f}"
-        if what == "slider":
-            assert name == p["names"][1]
-        if what == "opacity":
-            assert w.slider_readout("opacity") == "0.55"
-        if what == "worst first":
-            assert name == min(iou, key=iou.get), f"worst first shows {name}, seglib's worst is {min(iou, key=iou.get)}"
+    work_viewer(w, steps, t, check, p["names"], iou)
     save_screenshot(w.screenshot(), "browser_jetcar_viewer_both.png", tmp_path)
     assert max(t.values()) < SLOW, t
 
@@ -182,12 +189,7 @@ def test_depth_viewer_in_the_browser(lab, times, tmp_path):
         (lambda: w.slider_keys("opacity", Keys.ARROW_LEFT, 2), "opacity"),
         (lambda: w.checkbox("worst first"), "worst first"),
     ]
-    for action, what in steps:
-        name = check(check_action(w, action, what, t, tmp_path), what)
-        if what == "slider":
-            assert name == p["names"][1]
-        if what == "worst first":
-            assert name == min(iou, key=iou.get)
+    work_viewer(w, steps, t, check, p["names"], iou)
     save_screenshot(w.screenshot(), "browser_depth_viewer_error.png", tmp_path)
     assert max(t.values()) < SLOW, t
 
@@ -211,20 +213,13 @@ def test_study_explorer_in_the_browser(lab, times, tmp_path):
     assert w.label_text().split(":")[0] in by_study[first]
     save_screenshot(w.screenshot(), "browser_study_explorer.png", tmp_path)
     other = next(s for s in by_study if s != first)
-    label = check_action(w, lambda: study.select_by_visible_text(other), "study", t, tmp_path)
-    assert label.split(":")[0] == by_study_first(by_study, other, label), label
+    label = check_action(w, lambda: study.select_by_visible_text(other), "study", t)
+    assert label.split(":")[0] in by_study[other], f"{label!r} is not a trial of study {other!r}: {by_study[other]}"
     config = w.dropdown("config")
     second = config.options[1].text
-    label = check_action(w, lambda: config.select_by_index(1), "config", t, tmp_path)
+    label = check_action(w, lambda: config.select_by_index(1), "config", t)
     assert label.startswith(second) and label.split(":")[0] in by_study[other], (second, label)
     assert max(t.values()) < SLOW, t
-
-
-def by_study_first(by_study: dict, study: str, label: str) -> str:
-    """The key the explorer shows first for ``study``: one of that study's trial keys."""
-    key = label.split(":")[0]
-    assert key in by_study[study], f"{label!r} is not a trial of study {study!r}: {by_study[study]}"
-    return key
 
 
 def test_a_viewer_action_that_changes_nothing_fails(lab, tmp_path):

@@ -19,7 +19,6 @@ import io
 import json
 import math
 import os
-import subprocess
 import sys
 import urllib.parse
 import urllib.request
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 from browser import chrome, free_port, require_browser, save_screenshot, server, wait_for
+from killing import run_driver
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -46,11 +46,7 @@ LOG_IMAGES = 4  # TrainConfig.log_images: rows of the prediction grid
 def drive(workdir: Path, *args, expect_kill: bool = False) -> str:
     """Run ``resume_driver.py workdir synthetic *args``; returns its stdout. Fails unless it exits 0, or (with
     ``expect_kill``) dies of SIGKILL."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEGLIB_ENV="local")
-    p = subprocess.run([sys.executable, str(DRIVER), str(workdir), "synthetic", *map(str, args)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert p.returncode == (-9 if expect_kill else 0), p.stdout + p.stderr
-    return p.stdout
+    return run_driver(DRIVER, workdir, "synthetic", *args, expect_kill=expect_kill)
 
 
 def raw_steps(tb_dir: Path, tag: str) -> list[int]:

@@ -3,14 +3,12 @@ resumes at the right epoch and batch with optimizer, scheduler, early stopping a
 bit for bit where an uninterrupted Catalyst run ends. Each run is a separate process (catalyst_driver.py)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from catalyst_testing import catalyst_or_fail
+from killing import run_driver
 
 catalyst_or_fail()
 
@@ -20,11 +18,7 @@ DRIVER = Path(__file__).with_name("catalyst_driver.py")
 
 
 def drive(workdir, *args, expect_kill=False):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEGLIB_ENV="local")
-    p = subprocess.run([sys.executable, str(DRIVER), str(workdir), *map(str, args)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert p.returncode == (-9 if expect_kill else 0), p.stdout + p.stderr
-    return p.stdout
+    return run_driver(DRIVER, workdir, *args, expect_kill=expect_kill)
 
 
 def load(workdir, name="last.pt"):

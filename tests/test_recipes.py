@@ -2,13 +2,11 @@
 one-cycle run killed mid-epoch (a real SIGKILL of a subprocess, as tests/test_resume.py)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from killing import run_driver
 
 from seglib.config import TrainConfig
 from seglib.recipes import RECIPES, progressive_schedule, recipe_config
@@ -110,10 +108,7 @@ def test_freeze_encoder_only_when_pretrained(tmp_path):
 
 
 def _drive(workdir, *args, expect_kill=False):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEGLIB_ENV="local")
-    p = subprocess.run([sys.executable, str(DRIVER), str(workdir), "synthetic", "--recipe", "fast", *map(str, args)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert p.returncode == (-9 if expect_kill else 0), p.stdout + p.stderr
+    run_driver(DRIVER, workdir, "synthetic", "--recipe", "fast", *args, expect_kill=expect_kill)
     return torch.load(Path(workdir) / "checkpoints" / "last.pt", weights_only=True)
 
 

@@ -2,26 +2,17 @@
 with weights equal (torch.equal) to an uninterrupted run's. Each run is a separate process (resume_driver.py)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from killing import run_driver
 
 DRIVER = Path(__file__).with_name("resume_driver.py")
 
 
 def drive(workdir, *args, expect_kill=False):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", SEGLIB_ENV="local")
-    p = subprocess.run([sys.executable, str(DRIVER), str(workdir), "synthetic", *map(str, args)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    if expect_kill:
-        assert p.returncode == -9, p.stdout + p.stderr
-    else:
-        assert p.returncode == 0, p.stdout + p.stderr
-    return p.stdout
+    return run_driver(DRIVER, workdir, "synthetic", *args, expect_kill=expect_kill)
 
 
 def final(workdir):
