@@ -13,4 +13,14 @@ __version__ = "0.1.0"
 from .config import TrainConfig  # noqa: E402
 from .registry import Registry  # noqa: E402
 
-__all__ = ["TORCHVISION", "Registry", "TrainConfig", "__version__"]
+__all__ = ["TORCHVISION", "Registry", "TrainConfig", "__version__", "export_onnx", "load_run"]
+
+
+def __getattr__(name: str):
+    """``seglib.load_run`` and ``seglib.export_onnx`` (:mod:`seglib.deploy`), imported on first use so that
+    ``import seglib`` stays light."""
+    if name in ("load_run", "export_onnx"):
+        from . import deploy
+
+        return getattr(deploy, name)
+    raise AttributeError(f"module 'seglib' has no attribute {name!r}")

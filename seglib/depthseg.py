@@ -20,13 +20,13 @@ import torch
 from .config import TrainConfig
 from .data.cache import cache_folder, run_sizes
 from .data.checks import check_samples
-from .data.depth import DepthSegDataset, depth_png16, load_inputs, load_sample, load_targets
+from .data.depth import DepthSegDataset, load_inputs, load_sample, load_targets
 from .data.depth_layouts import load_depth_splits
 from .data.io import DataError
 from .data.splits import subset_evenly
 from .data.transforms import denormalize, size_fn
+from .deploy import load_run
 from .experiment import Experiment, experiment_name
-from .export import png_bytes, write_zip
 from .losses import DEPTH_LOSSES, LOSSES, build_loss
 from .metrics import DepthSegMetrics
 from .predict import predict_logits
@@ -195,6 +195,14 @@ class DepthSegRun(Experiment):
         return depth_grid([denormalize(x) for x in images], targets["mask"][:, 0].numpy(), mask,
                           targets["depth"][:, 0].numpy(), depth, targets["valid"][:, 0].numpy() > 0.5)
 
+    def batch_panels(self, item: dict) -> list:
+        """``show_batch`` panels of one item: bg and bg_fg (or image) denormalised, mask, depth (invalid grey)."""
+        from .inspect.batch import depth_sample_panels
+
+        x, t = item["input"], {k: v[0].numpy() for k, v in item["target"].items()}
+        images = {k: denormalize(v) for k, v in x.items()} if isinstance(x, dict) else {"image": denormalize(x)}
+        return depth_sample_panels(images, t["mask"], t["depth"], t["valid"])
+
     # ------------------------------------------------------------------ evaluation and inspection
     @torch.no_grad()
     def evaluate(self, which: str = "best", split: str = "val") -> dict:
@@ -251,17 +259,12 @@ class DepthSegRun(Experiment):
         ``depth/<name>.png`` (16-bit, ``round(d * 65535)``, bright = near) at each image's size, for
         ``split`` (default ``test`` if it has samples, else ``val``)."""
         split = split or ("test" if self.splits.get("test") else "val")
-        note = ("masks/*.png: predicted foreground, 8-bit, 255 = foreground (probability > 0.5).\n"
-                "depth/*.png: predicted depth, 16-bit grey, value / 65535 in [0, 1], 1 = near (bright = near).\n")
-
-        def members():
-            yield "README.txt", note.encode()
-            for s, _d, pd, pm in self.predict(split, which, targets=False):
-                yield f"masks/{s.name}.png", png_bytes((pm > 0.5).astype(np.uint8) * 255)
-                yield f"depth/{s.name}.png", png_bytes(depth_png16(pd))
-
-        self.predictions_zip = write_zip(self.ws.workdir / "predictions.zip", members())
-        print(f"wrote {len(self.splits[split])} predictions of the {split} split to {self.predictions_zip}")
+        samples = self.splits[split]
+        print(f"predicting the {split} split")
+        self.predictions_zip = load_run(self, which, self.device).predict(
+            [s.image for s in samples], backgrounds=[s.bg for s in samples] if self.inputs == "bg+bg_fg" else None,
+            names=[s.name for s in samples], out=self.ws.workdir / "predictions.zip", batch_size=self.cfg.batch_size,
+            progress=False).path
         return self.predictions_zip
 
     def summary(self) -> dict:

@@ -4,7 +4,7 @@ building and loading, the trainer, and ``summary.json`` in one common form.
 A task subclasses :class:`Experiment`, sets the class attributes ``SYNTHETIC``, ``SMOKE_SYNTHETIC`` and
 ``SMOKE_COUNTS``, and provides the hooks ``read_layout(root)``, ``check()`` (and optionally ``describe()``)
 for :meth:`~Experiment.prepare`, plus ``dataset(split)``, ``loss()``, ``metrics_factory()``,
-``render_grid(...)`` and ``final_metrics`` for training and evaluation.
+``render_grid(...)``, ``final_metrics`` (training, evaluation) and ``batch_panels(item)`` (``show_batch``).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .data.datasets import EpochSampler
 from .data.fingerprint import data_fingerprint
 from .data.sources import resolve_data
 from .data.splits import split_counts, subset_evenly
 from .data.transforms import size_for_epoch
+from .deploy import find_checkpoint
 from .models import build_model
 from .runtime import pick_device, seed_everything, workspace
 from .tensors import to_device
@@ -145,6 +147,55 @@ class Experiment:
         """``uint8 H x W x 3`` TensorBoard grid of a validation batch, or None (default: none)."""
         return None
 
+    def batch_panels(self, item: dict) -> list:
+        """``[(panel name, uint8 S x S x 3), ...]`` of one dataset item for :meth:`show_batch` (task hook)."""
+        raise NotImplementedError
+
+    def batch_legend(self, items: list) -> list:
+        """``[(label, uint8 rgb), ...]``: the legend of :meth:`show_batch` for ``items`` (default: none)."""
+        return []
+
+    def show_batch(self, n: int = 8, split: str = "train", epoch: int | None = None):
+        """``n`` items of ``split`` exactly as the trainer feeds them, drawn by :func:`seglib.inspect.batch.batch_figure`
+        (the task's :meth:`batch_panels`, inputs denormalised): the first ``n`` of the epoch's order (train: the
+        :class:`~seglib.data.datasets.EpochSampler` permutation of ``(seed, epoch)``; other splits: index order),
+        augmented with the randomness of ``(seed, epoch, index)`` at that epoch's size. ``epoch`` None: the epoch
+        the next training trains (:func:`~seglib.inspect.batch.next_epoch`: 1 for a new run, ``last.pt``'s + 1).
+
+        Returns:
+            A Figure titled with split, epoch, size [px] and augmentation; ``fig.seglib_panels`` holds the drawn
+            arrays per sample and ``fig.seglib_batch`` ``{"split", "epoch", "size", "augment", "indices"}``.
+
+        Raises:
+            RuntimeError: before :meth:`prepare`. ValueError: ``n < 1``, an unknown or empty split, ``epoch < 1``.
+        """
+        from .inspect.batch import batch_figure, next_epoch
+
+        if not self.splits:
+            raise RuntimeError("call prepare() first")
+        if n < 1 or not self.splits.get(split) or (epoch is not None and epoch < 1):
+            raise ValueError(f"show_batch needs n >= 1 (got {n}), epoch >= 1 (got {epoch}) and a split with samples "
+                             f"(got {split!r}; {split_counts(self.splits)})")
+        folders = [self.ws.local] + ([self.ws.workdir] if self.ws.mirrored else [])
+        epoch, note = (epoch, "as asked") if epoch is not None else next_epoch(folders, self.cfg.epochs)
+        ds = self.dataset(split)
+        indices = EpochSampler(len(ds), 1, self.cfg.seed, split == "train").order(epoch)[:n].tolist()
+        items = [ds[(epoch, i)] for i in indices]
+        info = {"split": split, "epoch": epoch, "size": ds.size(epoch), "augment": ds.augment, "indices": indices}
+        title = (f"{split} batch as the model sees it: epoch {epoch} ({note}), {info['size']} px, augmentation "
+                 f"'{ds.augment}'; first {len(items)} of the epoch's order")
+        fig = batch_figure([self.batch_panels(it) for it in items], [f"#{i}" for i in indices], title,
+                           self.batch_legend(items))
+        fig.seglib_batch = info
+        return fig
+
+    def class_info(self) -> dict | None:
+        """``{"names": [...], "colors": [[r, g, b], ...]}`` of the classes, saved in every checkpoint for
+        :func:`seglib.deploy.load_run` (default: the task's own attributes ``class_names`` / ``colors`` when it
+        has them, else None)."""
+        names, colors = getattr(self, "class_names", None), getattr(self, "colors", None)
+        return None if names is None else {"names": list(names), "colors": [[int(v) for v in c] for c in colors]}
+
     def model_kwargs(self) -> dict:
         """Keyword arguments of :func:`seglib.models.build_model` besides the name (default: classes)."""
         return {"classes": self.cfg.n_classes, **self.cfg.model_kwargs}
@@ -195,7 +246,7 @@ class Experiment:
         return Trainer(self.cfg, self.build_model(), self.dataset("train"), self.dataset("val"), self.ws,
                        loss_fn=self.loss(), metrics_factory=self.metrics_factory, render_grid=self.render_grid,
                        callbacks=callbacks, lr_override=lr_override, device=str(self.device), progress=progress,
-                       data=self.data_fingerprint(), fine_tune_from=fine_tune_from)
+                       data=self.data_fingerprint(), fine_tune_from=fine_tune_from, classes=self.class_info())
 
     def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True,
               engine: str = "seglib", epoch_table: bool = True, fine_tune_from=None) -> FitResult:
@@ -251,28 +302,13 @@ class Experiment:
             RuntimeError: checkpoints exist but none is readable (names them; nothing is deleted).
             seglib.train.ckptfile.CheckpointError: a file holds something else or a refused pickle (names it).
         """
+        path, ckpt, note = find_checkpoint(self.ws.local / "checkpoints", which)
+        if note:
+            print(note)
         model = self.build_model(pretrained=False)
-        folder, why, torn = self.ws.local / "checkpoints", None, []
-        for name in {"best": ["best", "last", "last.prev"], "last": ["last", "last.prev"]}.get(which, [which]):
-            path = folder / f"{name}.pt"
-            try:
-                ckpt = read_checkpoint(path, "cpu", WEIGHT_KEYS, "evaluate")
-            except FileNotFoundError:
-                why = why or f"{path.name} is missing"
-                continue
-            except TornCheckpoint as err:
-                why = str(err)
-                torn.append(why)
-                continue
-            if why:
-                print(f"{why}; using {path.name} (epoch {ckpt.get('epoch')}) instead")
-            model.load_state_dict(ckpt["model"])
-            self.loaded = {"checkpoint": str(path), "epoch": ckpt.get("epoch")}
-            return model.to(self.device).eval()
-        if torn:
-            raise RuntimeError("no readable checkpoint: " + "; ".join(torn) +
-                               ". Move these files away to start from scratch (nothing is deleted automatically)")
-        raise FileNotFoundError(f"no checkpoint in {folder}; run train() first")
+        model.load_state_dict(ckpt["model"])
+        self.loaded = {"checkpoint": str(path), "epoch": ckpt.get("epoch")}
+        return model.to(self.device).eval()
 
     def best_file(self) -> dict | None:
         """What the local ``best.pt`` holds: ``{"epoch", "best": {"metric", "value", "epoch"}, "record"}``

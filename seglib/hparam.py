@@ -1,12 +1,12 @@
 """The hyperparameter study of seed 004 as one object: what ``notebooks/hyperparameter_study.ipynb`` calls.
 
-``run = HParamRun(DATA, workdir=WORKDIR, invert_mask=..., ...)``, then ``run.prepare()`` (data and the
-fixed train-pool / held-out validation split, read by the base spec's :class:`~seglib.tune.trial.BinaryTrial`
-that the study composes; every trial is such an experiment in its own folder), ``run.lr_search(...)`` (both LR procedures per
-optimizer, cached in ``WORKDIR/lr_search.json``), ``run.run_studies(STUDIES, storage=STORAGE)``
-(Optuna-backed, resumable, several workers may share it), ``run.table(study)``, ``run.report(study)``
-(table and plots from :mod:`seglib.inspect.study_plots`), ``run.explorer()`` and ``run.write_summary()``.
-:func:`smoke_settings` shrinks the notebook's settings for a SMOKE run.
+``run = HParamRun(DATA, workdir=WORKDIR, invert_mask=..., ...)``, then ``run.prepare()`` (data and the fixed
+train-pool / held-out validation split, read by the base spec's :class:`~seglib.tune.trial.BinaryTrial` that
+the study composes; every trial is such an experiment in its own folder), ``run.lr_search(...)`` (both LR
+procedures per optimizer, cached in ``WORKDIR/lr_search.json``), ``run.run_studies(STUDIES, storage=STORAGE)``
+(Optuna-backed, resumable, several workers may share it), ``run.table(study)``, ``run.report(study)`` (table
+and plots from :mod:`seglib.inspect.study_plots`), ``run.explorer()``, ``run.show_batch(n)`` and
+``run.write_summary()``. :func:`smoke_settings` shrinks the notebook's settings for a SMOKE run.
 """
 
 from __future__ import annotations
@@ -105,11 +105,7 @@ class HParamRun:
                                       synthetic_kwargs=synthetic_kwargs)
         self.device, self.data, self.smoke = self.base_trial.device, self.base_trial.data, bool(smoke)
         self.data_id = ""
-        self.lr_results: dict = {}
-        self.lr_rows: list[dict] = []
-        self.lr_from = "seed"
-        self.plans: list[StudyPlan] = []
-        self.storage_desc = ""
+        self.lr_results, self.lr_rows, self.lr_from, self.plans, self.storage_desc = {}, [], "seed", [], ""
 
     # ------------------------------------------------------------------ data
     @property
@@ -141,6 +137,10 @@ class HParamRun:
         return {"images": [denormalize(i["input"]) for i in items],
                 "masks": [i["target"].numpy().astype("uint8") for i in items],
                 "names": [s.name for s in self.splits[split][:n]]}
+
+    def show_batch(self, n: int = 8, split: str = "train", epoch: int | None = None):
+        """``base_trial``'s :meth:`~seglib.experiment.Experiment.show_batch`: the base spec's batch (a Figure)."""
+        return self.base_trial.show_batch(n, split, epoch)
 
     def _need_data(self) -> None:
         if not self.splits:

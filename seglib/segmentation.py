@@ -15,13 +15,13 @@ import torch
 from .config import TrainConfig
 from .data.cache import cache_folder, run_sizes
 from .data.checks import check_samples, class_id_reader
-from .data.classes import colorize, default_class_table, palette
+from .data.classes import default_class_table, palette
 from .data.datasets import SegmentationDataset
 from .data.io import DataError
 from .data.layouts import Splits, load_splits
 from .data.transforms import denormalize, size_fn
+from .deploy import load_run
 from .experiment import Experiment
-from .export import png_bytes, pred_name, write_zip
 from .losses import build_loss
 from .metrics import SegmentationMetrics
 from .predict import predict_samples
@@ -115,6 +115,20 @@ class SegmentationRun(Experiment):
         return prediction_grid(images, [t.numpy() for t in targets], [o.argmax(0).numpy() for o in outputs],
                                self.colors, self.cfg.ignore_index)
 
+    def batch_panels(self, item: dict) -> list:
+        """``show_batch`` panels of one item: the denormalised image and its class-colour mask (ignored grey)."""
+        from .inspect.batch import segmentation_panels
+
+        mask = item["target"].numpy() if "target" in item else None
+        return segmentation_panels(denormalize(item["input"]), mask, self.colors, self.cfg.ignore_index)
+
+    def batch_legend(self, items: list) -> list:
+        """The classes present in the items' masks (``show_batch``'s legend)."""
+        from .inspect.batch import class_legend
+
+        masks = [it["target"].numpy() for it in items if "target" in it]
+        return class_legend(masks, self.class_names, self.colors, self.cfg.ignore_index)
+
     # ------------------------------------------------------------------ evaluation and inspection
     @torch.no_grad()
     def evaluate(self, which: str = "best", split: str = "val") -> dict:
@@ -149,21 +163,15 @@ class SegmentationRun(Experiment):
 
     # ------------------------------------------------------------------ export and summary
     def export(self, split: str | None = None, which: str = "best") -> Path:
-        """Predict ``split`` (default ``test``, or ``val`` when there is no test split) and write
+        """Predict ``split`` (default ``test``, or ``val`` when there is no test split) through
+        :func:`seglib.deploy.load_run` (the checkpoint alone, as any later user of the model) and write
         ``WORKDIR/predictions.zip``: ``Pred_*.png`` class ids plus ``preview/Pred_*.png`` colour overlays."""
         split = split or ("test" if self.splits.get("test") else "val")
-        model = self.load_model(which)
-
-        def members():
-            for s, image, pred, _ in predict_samples(model, self.splits[split], self.eval_size(), self.device,
-                                                     self.cfg.batch_size):
-                name = pred_name(s.name)
-                yield name, png_bytes(pred)
-                preview = (0.5 * image + 0.5 * colorize(pred, self.colors)).astype(np.uint8)
-                yield f"preview/{name}", png_bytes(np.concatenate([image, preview], 1))
-
-        self.predictions_zip = write_zip(self.ws.workdir / "predictions.zip", members())
-        print(f"wrote {len(self.splits[split])} predictions of the {split} split to {self.predictions_zip}")
+        samples = self.splits[split]
+        print(f"predicting the {split} split")
+        self.predictions_zip = load_run(self, which, self.device).predict(
+            [s.image for s in samples], names=[s.name for s in samples], out=self.ws.workdir / "predictions.zip",
+            batch_size=self.cfg.batch_size, progress=False).path
         return self.predictions_zip
 
     def summary(self) -> dict:

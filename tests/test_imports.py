@@ -19,6 +19,7 @@ LAYERS = [
     {"seglib.models"}, {"seglib.losses"}, {"seglib.metrics"},
     {"seglib.train", "seglib.inspect", "seglib.predict", "seglib.export"},
     {"seglib.integrations"},
+    {"seglib.deploy"},
     {"seglib.experiment"},
     {"seglib.tune"},
     {"seglib.segmentation", "seglib.depthseg", "seglib.hparam"},

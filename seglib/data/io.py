@@ -176,20 +176,13 @@ def image_size(path: Path) -> tuple[int, int]:
         return img.size
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as RGB.
-
-    Grey (``L``, ``I;16``), palette, RGBA (alpha dropped) and CMYK inputs are converted; 16-bit grey
-    is scaled to 8 bit.
+def rgb_array(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as RGB: grey (``L``, ``I;16``, ``I``), palette, RGBA (alpha dropped) and CMYK are
+    converted; 16-bit grey is scaled to 8 bit (``value * 255 / 65535`` when any value exceeds 255).
 
     Returns:
         ``uint8`` array ``H x W x 3``, RGB, values 0..255.
-
-    Raises:
-        DataError: the file is missing or not a readable image.
     """
-    path = Path(path)
-    img = open_image(path)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         hi = arr.max() if arr.size else 0
@@ -199,6 +192,18 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img, dtype=np.uint8).copy()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as RGB (:func:`rgb_array`: grey, 16-bit, palette, RGBA and CMYK converted).
+
+    Returns:
+        ``uint8`` array ``H x W x 3``, RGB, values 0..255.
+
+    Raises:
+        DataError: the file is missing or not a readable image.
+    """
+    return rgb_array(open_image(Path(path)))
 
 
 def read_mask(

@@ -2,6 +2,7 @@
 plot (``lr_plot``) and notebook viewers (``widgets``). Everything takes numpy arrays and returns numpy arrays or
 ``matplotlib.figure.Figure`` objects, so it runs headless (Agg) as well as in Colab."""
 
+from .batch import batch_figure
 from .lr_plot import plot_lr_find
 from .plots import (
     history_panels,
@@ -31,6 +32,7 @@ from .widgets import DepthSegViewer, SegmentationViewer
 __all__ = [
     "DepthSegViewer",
     "SegmentationViewer",
+    "batch_figure",
     "binary_iou",
     "check_image",
     "check_mask",

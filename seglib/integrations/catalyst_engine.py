@@ -83,7 +83,7 @@ def train_catalyst(run, lr_override: float | None = None, callbacks=(), progress
     s = CatalystState(cfg, run.build_model(), run.dataset("train"), run.dataset("val"), run.ws,
                       metrics_factory=run.metrics_factory, callbacks=callbacks, lr_override=lr_override,
                       device=str(run.device), engine="catalyst", data=run.data_fingerprint(),
-                      fine_tune_from=fine_tune_from)
+                      fine_tune_from=fine_tune_from, classes=run.class_info())
     ckpt = s.restore()
     resume = None
     if ckpt is not None:  # a checkpoint of the seglib engine has no runner counters: derive them

@@ -21,7 +21,7 @@ from ..metrics import upgrade_key, upgrade_keys
 from ..runtime import ensure_drive
 
 BEST_KEYS = ("format", "engine", "model", "config", "epoch", "best", "last_val", "history", "data",
-             "fine_tuned_from", "versions", "saved_at")
+             "fine_tuned_from", "versions", "saved_at", "task", "classes")
 """What ``best.pt`` keeps of a checkpoint: the weights, configuration, metrics and data fingerprint (no
 optimizer, scheduler, scaler or RNG state: those are ``last.pt``'s, the only file a run resumes from)."""
 

@@ -110,6 +110,8 @@ class TrainingState:
             checkpoint; a resume with another one is refused. None: not recorded, not checked.
         fine_tune_from: ``FINE_TUNE_FROM``: a checkpoint file or another run's WORKDIR whose weights a new run
             starts from (fresh optimizer, epoch 0); see :meth:`restore`.
+        classes: ``{"names": [...], "colors": [[r, g, b], ...]}`` of the classes, written into every checkpoint
+            (with the metrics' ``task``) so that :func:`seglib.deploy.load_run` needs nothing else; None: not known.
 
     Attributes:
         epoch: epochs completed; ``batch``: batches done in the epoch in progress; ``step``: optimizer steps.
@@ -130,11 +132,12 @@ class TrainingState:
     def __init__(self, config: TrainConfig, model: nn.Module, train_set, val_set, workspace: Workspace, *,
                  metrics_factory: Callable, callbacks: Sequence = (), lr_override: float | None = None,
                  device: str | None = None, engine: str = "seglib", data: dict | None = None,
-                 fine_tune_from=None):
+                 fine_tune_from=None, classes: dict | None = None):
         metrics = metrics_factory()
         check_monitor(config.monitor, metrics)
         self.task = getattr(metrics, "task", None)
         self.cfg, self.ws, self.engine, self.data, self.fine_tune = config, workspace, engine, data, fine_tune_from
+        self.classes = classes
         self.device = pick_device(device)
         cuda = self.device.type == "cuda"
         self.amp, self.channels_last = bool(config.amp and cuda), bool(config.channels_last and cuda)
@@ -186,6 +189,7 @@ class TrainingState:
             "rng": rng_state(), "history": self.history, "last_val": self.last_val, "epoch_lr": self.lr,
             "config": self.cfg.to_dict(), "versions": versions(), "saved_at": time.time(),
             "data": self.data, "fine_tuned_from": self.fine_tuned_from,
+            "task": self.task, "classes": self.classes,
         }
 
     def best_state_dict(self, state: dict | None = None) -> dict:

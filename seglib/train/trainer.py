@@ -52,10 +52,10 @@ class Trainer(TrainingState):
     def __init__(self, config: TrainConfig, model: nn.Module, train_set, val_set, workspace: Workspace, *,
                  loss_fn: Callable, metrics_factory: Callable, render_grid: Callable | None = None,
                  callbacks: Sequence = (), lr_override: float | None = None, device: str | None = None,
-                 progress: bool = True, data: dict | None = None, fine_tune_from=None):
+                 progress: bool = True, data: dict | None = None, fine_tune_from=None, classes: dict | None = None):
         super().__init__(config, model, train_set, val_set, workspace, metrics_factory=metrics_factory,
                          callbacks=callbacks, lr_override=lr_override, device=device, engine="seglib", data=data,
-                         fine_tune_from=fine_tune_from)
+                         fine_tune_from=fine_tune_from, classes=classes)
         self.loss_fn, self.render_grid, self.progress = loss_fn, render_grid, progress
 
     def fit(self) -> FitResult:

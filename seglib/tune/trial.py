@@ -151,6 +151,18 @@ class BinaryTrial(Experiment):
         return prediction_grid([denormalize(x) for x in inputs], [t.numpy() for t in targets],
                                [(o[0] > 0).numpy().astype(np.uint8) for o in outputs], BINARY_COLORS)
 
+    def batch_panels(self, item: dict) -> list:
+        """``show_batch`` panels of one item: the denormalised image and its binary mask (inverted with the spec)."""
+        from ..inspect.batch import segmentation_panels
+
+        return segmentation_panels(denormalize(item["input"]), item["target"].numpy(), BINARY_COLORS)
+
+    def batch_legend(self, items: list) -> list:
+        """Background (0) and foreground (1), as present in the items' masks."""
+        from ..inspect.batch import class_legend
+
+        return class_legend([it["target"].numpy() for it in items], ["background", "foreground"], BINARY_COLORS)
+
     def checkpoint_model(self, which: str = "best", epoch: int | None = None) -> tuple[torch.nn.Module, dict]:
         """The model (eval mode) of ``checkpoints/<which>.pt`` in the trial's local folder, never another file.
 
