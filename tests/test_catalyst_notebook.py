@@ -72,8 +72,8 @@ def one_thread_kernel(monkeypatch):
 
 
 def test_jetcar_notebook_catalyst_smoke_synthetic(tmp_path):
-    out = run_notebook("jetcar_segmentation", {"SMOKE": True, "ENGINE": "catalyst", "EXPERIMENT": "nb_cat_syn",
-                                               "WORKDIR": str(tmp_path)}, out_dir=tmp_path)
+    out = run_notebook("jetcar_segmentation", {"SMOKE": True, "ENGINE": "catalyst", "ONNX": False,
+                                               "EXPERIMENT": "nb_cat_syn", "WORKDIR": str(tmp_path)}, out_dir=tmp_path)
     s = check_catalyst_workdir(tmp_path, 22, 4)
     assert s["data"]["counts"] == {"train": 16, "val": 8, "test": 4}
     text = json.dumps(json.loads(out.read_text()))
@@ -81,8 +81,9 @@ def test_jetcar_notebook_catalyst_smoke_synthetic(tmp_path):
 
 
 def test_jetcar_notebook_catalyst_smoke_camvid(tmp_path, camvid):
-    run_notebook("jetcar_segmentation", {"SMOKE": True, "ENGINE": "catalyst", "EXPERIMENT": "nb_cat_camvid",
-                                         "WORKDIR": str(tmp_path), "DATA": str(camvid), "N_CLASSES": 12,
+    run_notebook("jetcar_segmentation", {"SMOKE": True, "ENGINE": "catalyst", "ONNX": False,
+                                         "EXPERIMENT": "nb_cat_camvid", "WORKDIR": str(tmp_path), "DATA": str(camvid),
+                                         "N_CLASSES": 12,
                                          "IGNORE_INDEX": 11, "AUGMENT": "flip", "RECIPE": "original"}, out_dir=tmp_path)
     s = check_catalyst_workdir(tmp_path, 12, 8, recipe="original")  # no test split in CamVid: the val split is exported
     assert s["data"]["layout"] == "pairs" and len(s["final_metrics"]["iou_per_class"]) == 12

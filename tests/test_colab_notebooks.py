@@ -20,7 +20,8 @@ from colab_double.control import FakeDrive
 from seglib.nbrun import run_notebook
 
 pytestmark = pytest.mark.slow
-JETCAR = {"SMOKE": True, "EXPERIMENT": "colab_jetcar", "CHECKPOINT_MINUTES": 0.0005, "CPU_THREADS": 1}
+JETCAR = {"SMOKE": True, "EXPERIMENT": "colab_jetcar", "CHECKPOINT_MINUTES": 0.0005, "CPU_THREADS": 1,
+          "ONNX": False}  # the ONNX export is checked by test_notebook_jetcar / test_onnx_export
 
 
 @pytest.fixture

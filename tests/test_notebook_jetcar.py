@@ -48,6 +48,7 @@ def test_jetcar_notebook_smoke_synthetic(tmp_path):
     assert all(c.get("outputs") is not None for c in nb["cells"] if c["cell_type"] == "code")
     text = json.dumps(nb)
     assert "train: 16 images, val: 8 images, test: 4 images" in text and "image/png" in text
+    assert (tmp_path / "model.onnx").is_file() and "pixels agree" in text  # ONNX next to the predictions
     viewer = next(c for c in nb["cells"] if "viewer.show()" in "".join(c["source"]))
     assert any("image/png" in o.get("data", {}) for o in viewer["outputs"])  # saved without widget state: a picture
 
@@ -55,7 +56,7 @@ def test_jetcar_notebook_smoke_synthetic(tmp_path):
 def test_jetcar_notebook_smoke_camvid(tmp_path, camvid):
     run_notebook("jetcar_segmentation", {"SMOKE": True, "EXPERIMENT": "nb_camvid", "WORKDIR": str(tmp_path),
                                          "DATA": str(camvid), "N_CLASSES": 12, "IGNORE_INDEX": 11,
-                                         "AUGMENT": "flip"}, out_dir=tmp_path)
+                                         "AUGMENT": "flip", "ONNX": False}, out_dir=tmp_path)
     s = check_workdir(tmp_path, 12, 8, "Pred_0")  # no test split in CamVid: the val split is exported
     assert s["data"]["layout"] == "pairs"
     assert set(s["final_metrics"]["iou_per_class"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
