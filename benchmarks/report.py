@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 from benchmarks.common import RESULTS_DIR, arg_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["overhead", "loader", "checkpoint", "resume", "viewer", "gpu", "lr_tuning", "quality", "quality_target"]
+ORDER = ["overhead", "loader", "checkpoint", "resume", "viewer", "onnx", "gpu", "lr_tuning", "quality", "quality_target"]
 """Section order of BENCHMARKS.md (results of other names follow, sorted)."""
 
 
@@ -71,7 +71,7 @@ def render(docs: list[dict], since: str | None = None) -> str:
     """The BENCHMARKS.md text for ``docs`` (results dicts); ``since`` (ISO date): results dated before it are
     marked as kept from an earlier run."""
     fresh = [d for d in docs if since is None or d.get("machine", {}).get("date", "") >= since]
-    ref = (fresh or docs or [{}])[-1].get("machine")
+    ref = max(fresh or docs or [{}], key=lambda d: d.get("machine", {}).get("date", "")).get("machine")  # latest
     date = max((d.get("machine", {}).get("date", "") for d in docs), default="")
     lines = [
         "# Benchmarks",
