@@ -21,7 +21,7 @@ from seglib.nbrun import run_notebook  # noqa: E402
 # the keys of seglib.train.state.TrainingState.state_dict() (both engines): a Catalyst checkpoint has all of them
 SEGLIB_CHECKPOINT_KEYS = {"format", "engine", "model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step",
                           "train_acc", "early_stopping", "best", "rng", "history", "last_val", "config", "versions",
-                          "saved_at", "data", "fine_tuned_from", "epoch_lr"}
+                          "saved_at", "data", "fine_tuned_from", "epoch_lr", "task", "classes"}
 
 
 def check_catalyst_workdir(workdir, n_classes, n_predictions, recipe="fast"):
@@ -32,6 +32,7 @@ def check_catalyst_workdir(workdir, n_classes, n_predictions, recipe="fast"):
     ck = torch.load(workdir / "checkpoints" / "last.pt", weights_only=True)  # the seglib loading rule
     assert set(ck) - SEGLIB_CHECKPOINT_KEYS == {"catalyst"} and SEGLIB_CHECKPOINT_KEYS <= set(ck)
     assert ck["format"] == "seglib-checkpoint/1" and ck["engine"] == "catalyst" and ck["config"]["n_classes"] == n_classes
+    assert ck["task"] == "multiclass" and len(ck["classes"]["names"]) == len(ck["classes"]["colors"]) == n_classes
     assert (ck["epoch"], ck["batch"]) == (2, 0) and ck["catalyst"]["epoch_step"] == 2
     assert ck["versions"]["catalyst"] == "22.04"
     best = torch.load(workdir / "checkpoints" / "best.pt", weights_only=True)

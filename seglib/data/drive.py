@@ -155,8 +155,9 @@ def download_drive_folder(folder_id: str, dest_dir: Path) -> Path:
 
 
 def folder_listing(folder: Path) -> dict[str, list[int]]:
-    """``{relative path: [size in bytes, mtime in whole seconds]}`` of every non-junk file below ``folder``
-    (``os.stat`` only; nothing is read)."""
+    """``{relative path: [size in bytes, mtime in nanoseconds]}`` of every non-junk file below ``folder``
+    (``os.stat`` only; nothing is read). Nanoseconds, not whole seconds: a file rewritten with the same size
+    within the second it was written is a changed file."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not is_junk(d))
@@ -164,7 +165,7 @@ def folder_listing(folder: Path) -> dict[str, list[int]]:
             if not is_junk(name):
                 st = os.stat(os.path.join(dirpath, name))
                 rel = os.path.relpath(os.path.join(dirpath, name), folder).replace(os.sep, "/")
-                out[rel] = [st.st_size, int(st.st_mtime)]
+                out[rel] = [st.st_size, st.st_mtime_ns]
     return out
 
 
