@@ -6,18 +6,24 @@ import json
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pytest
 import torch
 from deploy_runs import depth_run, jetcar_run
 
 import seglib
 
 
+@pytest.fixture(scope="module")
+def jetcar(tmp_path_factory):
+    return jetcar_run(tmp_path_factory.mktemp("jetcar"))
+
+
 def session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def test_jetcar_unet_exports_and_onnxruntime_agrees_with_pytorch(tmp_path):
-    run = jetcar_run(tmp_path)
+def test_jetcar_unet_exports_and_onnxruntime_agrees_with_pytorch(jetcar):
+    run = jetcar
     report = seglib.export_onnx(run, run.ws.workdir / "model.onnx")  # checked on the run's validation images
     assert report.path.is_file() and report.n_images == len(run.splits["val"]) == 8
     assert report.agreement >= 0.999 and max(report.max_abs_diff.values()) <= report.atol <= 1e-3 * 30
@@ -39,8 +45,8 @@ def test_jetcar_unet_exports_and_onnxruntime_agrees_with_pytorch(tmp_path):
     assert np.abs(got - want).max() < 1e-3 and (got.argmax(1) == want.argmax(1)).mean() >= 0.999
 
 
-def test_float16_graph_with_normalisation_inside(tmp_path):
-    run = jetcar_run(tmp_path, epochs=1)
+def test_float16_graph_with_normalisation_inside(jetcar, tmp_path):
+    run = jetcar
     report = seglib.export_onnx(run, tmp_path / "model16.onnx", fp16=True, normalize_in_graph=True,
                                 dynamic_batch=False)
     assert report.fp16 and report.agreement_decided >= 0.999 and report.agreement >= 0.99
