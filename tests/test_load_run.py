@@ -130,6 +130,9 @@ def test_bad_checkpoints_and_inputs_are_refused_with_what_to_do(jetcar, tmp_path
     torch.save(dict(ck, config=dict(ck["config"], n_classes=12)), tmp_path / "mismatch.pt")
     with pytest.raises(CheckpointError, match="do not fit the model"):
         seglib.load_run(tmp_path / "mismatch.pt")
+    torch.save(dict(ck, format="seglib-checkpoint/2", versions={"seglib": "0.9"}), tmp_path / "format2.pt")
+    with pytest.raises(CheckpointError, match=r"format 'seglib-checkpoint/2' \(seglib 0.9\).*Upgrade seglib"):
+        seglib.load_run(tmp_path / "format2.pt")
     torch.save(dict(ck, task="panoptic"), tmp_path / "newer.pt")
     with pytest.raises(CheckpointError, match="newer seglib"):
         seglib.load_run(tmp_path / "newer.pt")

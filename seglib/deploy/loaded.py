@@ -28,6 +28,7 @@ from ..models import MODELS, build_model
 from ..predict import class_id_dtype, predict_logits
 from ..runtime import pick_device
 from ..train.ckptfile import WEIGHT_KEYS, CheckpointError, TornCheckpoint, read_checkpoint
+from ..train.state import FORMAT
 from .inputs import as_rgb, collect_images, match_backgrounds
 from .writing import Predictions, write_predictions
 
@@ -254,8 +255,8 @@ def load_run(source, which: str = "best", device: str | torch.device | None = No
     Raises:
         FileNotFoundError: no such file or folder, or no checkpoint in it.
         seglib.train.ckptfile.CheckpointError: not a seglib checkpoint (a plain state_dict, another library's file,
-            no saved configuration), a model name this seglib does not know, or weights that do not fit the model
-            the configuration builds (names the file and what to do).
+            no saved configuration), a checkpoint format or task of a newer seglib, a model name this seglib does not
+            know, or weights that do not fit the model the configuration builds (names the file and what to do).
     """
     path, ckpt = _read_source(source, which)
     if not isinstance(ckpt.get("config"), dict):
@@ -264,6 +265,10 @@ def load_run(source, which: str = "best", device: str | torch.device | None = No
                               "best.pt or last.pt)")
     cfg = TrainConfig.from_dict(ckpt["config"])
     saved_by = (ckpt.get("versions") or {}).get("seglib", "an unknown version")
+    fmt = str(ckpt.get("format", FORMAT))
+    if fmt != FORMAT:
+        raise CheckpointError(f"{path} has checkpoint format {fmt!r} (seglib {saved_by}); this seglib reads {FORMAT!r}. "
+                              "Upgrade seglib to load it")
     if cfg.model not in MODELS:
         raise CheckpointError(f"{path} was trained with model {cfg.model!r} (seglib {saved_by}), which this seglib does "
                               f"not know (known: {', '.join(MODELS.names())}); install the seglib that trained it or "
