@@ -10,7 +10,9 @@ step log of :class:`~tools.reliability.scenarios.StepLog`. :func:`check_case` re
        ``result.json``); that best value is the history's value of that epoch; best and final metrics equal the
        reference's; ``best.pt`` weights ``torch.equal`` to the reference's ``best.pt``.
     d. repeated work: per killed process, optimizer steps done after the checkpoint the next process resumed
-       from: at most 1 (the step in flight) with ``CHECKPOINT_MINUTES=0``, else at most CHECKPOINT_MINUTES of
+       from: at most 2 with ``CHECKPOINT_MINUTES=0`` (the step in flight, and the step whose checkpoint the
+       background writer was still writing -- or, when the VM is lost too, still copying to WORKDIR -- as the
+       training thread went on; both by design, issue 12), else at most CHECKPOINT_MINUTES of
        wall time plus twice the longest gap between two logged events (one step, or one validation).
     e. TensorBoard: per tag, no step twice, the same steps and (time tags aside) the same values as the reference
        (what TensorBoard shows: its EventAccumulator, which honours the writer's purge of steps redone).
@@ -154,8 +156,8 @@ def repeated_work(log: list[dict], pids: list[int], killed: list[bool], minutes:
         found.append(entry)
         if redone < 0:
             problems.append(f"pid {pid}: the next run resumed at step {resumed_at}, after the {done} steps done")
-        elif minutes == 0 and redone > 1:
-            problems.append(f"pid {pid}: {redone} steps redone with CHECKPOINT_MINUTES=0 (at most 1)")
+        elif minutes == 0 and redone > 2:
+            problems.append(f"pid {pid}: {redone} steps redone with CHECKPOINT_MINUTES=0 (at most 2)")
         elif minutes > 0 and seconds > minutes * 60 + 2 * max(gaps):
             problems.append(f"pid {pid}: {seconds:.1f} s of work redone, more than CHECKPOINT_MINUTES={minutes}")
     return found, problems

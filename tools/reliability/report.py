@@ -58,7 +58,8 @@ def _checks_text() -> str:
         "c": "`best.pt` exists, its epoch is `summary.json`'s (`result.json`'s) best epoch, that value is the "
              "history's, best and final metrics equal the reference's, `best.pt` weights `torch.equal` to the "
              "reference's",
-        "d": "steps redone after the checkpoint the rerun resumed from: <= 1 with CHECKPOINT_MINUTES=0, else "
+        "d": "steps redone after the checkpoint the rerun resumed from: <= 2 with CHECKPOINT_MINUTES=0 (the step "
+             "in flight and the one whose checkpoint was being written or copied), else "
              "<= CHECKPOINT_MINUTES of wall time (plus two step/validation gaps)",
         "e": "TensorBoard (EventAccumulator): no tag with a step twice, the reference's steps and values",
         "f": "study: `run.table()` equal to the uninterrupted study's",
