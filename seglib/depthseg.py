@@ -332,16 +332,16 @@ class DepthLossComparison:
         return splits
 
     def train(self, lr_override: float | None = None, progress: bool = True, epoch_table: bool = True,
-              fine_tune_from=None) -> dict:
+              fine_tune_from=None, devices=1) -> dict:
         """Train (or resume) each loss in turn, one line per epoch unless ``epoch_table`` is False
         (:meth:`seglib.experiment.Experiment.train`, also for ``fine_tune_from``: every loss starts from those
-        weights); returns ``{loss: FitResult}``."""
+        weights, and ``devices``: data-parallel processes); returns ``{loss: FitResult}``."""
         results = {}
         for name, r in self.runs.items():
             if self.nested:
                 print(f"== loss {name}: {r.ws.workdir}")
             results[name] = r.train(lr_override=lr_override, progress=progress, epoch_table=epoch_table,
-                                    fine_tune_from=fine_tune_from)
+                                    fine_tune_from=fine_tune_from, devices=devices)
         return results
 
     def evaluate(self, which: str = "best") -> dict:

@@ -24,6 +24,7 @@ from .deploy import find_checkpoint
 from .models import build_model
 from .runtime import pick_device, seed_everything, workspace
 from .tensors import to_device
+from .train import distributed
 from .train.callbacks import LossMean
 from .train.checkpoint import atomic_write_json
 from .train.ckptfile import WEIGHT_KEYS, TornCheckpoint, read_checkpoint
@@ -100,8 +101,9 @@ class Experiment:
         """
         kwargs = self.synthetic_kwargs if self.synthetic_kwargs is not None else (
             self.SMOKE_SYNTHETIC if self.smoke else None)
-        self.root = resolve_data(self.data, synthetic=self.SYNTHETIC, synthetic_kwargs=kwargs, sha256=self.sha256)
-        self.layout, splits = self.read_layout(self.root)
+        with distributed.rank0_first():  # torchrun: one process fetches, the others then read
+            self.root = resolve_data(self.data, synthetic=self.SYNTHETIC, synthetic_kwargs=kwargs, sha256=self.sha256)
+            self.layout, splits = self.read_layout(self.root)
         if self.smoke:
             splits = {k: subset_evenly(v, self.SMOKE_COUNTS.get(k, 0)) for k, v in splits.items()}
         self.splits = splits
@@ -249,7 +251,7 @@ class Experiment:
                        data=self.data_fingerprint(), fine_tune_from=fine_tune_from, classes=self.class_info())
 
     def train(self, lr_override: float | None = None, callbacks=(), progress: bool = True,
-              engine: str = "seglib", epoch_table: bool = True, fine_tune_from=None) -> FitResult:
+              engine: str = "seglib", epoch_table: bool = True, fine_tune_from=None, devices=1) -> FitResult:
         """Train (or resume, or do nothing if finished) and return the :class:`FitResult`.
 
         A WORKDIR holds one run: resuming it with other data (another data fingerprint) stops before training
@@ -263,9 +265,12 @@ class Experiment:
             fine_tune_from: ``FINE_TUNE_FROM``: a checkpoint file or another run's WORKDIR (its ``best.pt``,
                 else ``last.pt``). With no checkpoint in WORKDIR yet, a new run starts from those model weights
                 (fresh optimizer, epoch 0, this data); Run all again resumes that run.
+            devices: ``DEVICES``: ``"auto"`` (all visible GPUs) or a number of data-parallel processes, started from
+                here or by ``torchrun`` (:func:`seglib.train.distributed.fit_parallel`; docs/scaling.md).
 
         Raises:
-            ValueError: unknown ``engine``.
+            ValueError: unknown ``engine``; ``DEVICES`` not understood, more than the GPUs, with the Catalyst engine,
+                or not dividing ``BATCH_SIZE`` (:func:`seglib.train.distributed.plan`).
             seglib.train.identity.DataMismatch: WORKDIR's run was trained on other data (nothing is changed).
             seglib.train.identity.FineTuneError: ``fine_tune_from`` names no checkpoint or this WORKDIR, or
                 WORKDIR already holds another run.
@@ -277,6 +282,10 @@ class Experiment:
         self.engine = engine
         if epoch_table:
             callbacks = [*callbacks, EpochTable()]
+        launched = distributed.fit_parallel(self, devices, engine, lr_override, callbacks, progress, fine_tune_from)
+        if launched is not None:
+            self.fit_result = launched
+            return launched
         if engine == "catalyst":
             from .integrations.catalyst_engine import train_catalyst
 

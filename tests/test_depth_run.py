@@ -123,8 +123,9 @@ def test_notebook_smoke_synthetic_two_losses(tmp_path):
 @pytest.mark.slow
 def test_notebook_smoke_eva_two_inputs(tmp_path):
     data = need(SHARED_DATA / "eva_fgbg_samples")
-    summary, workdir = _notebook(tmp_path, DATA=str(data), INPUTS="bg+bg_fg", DEPTH_NEAR="dark")
+    summary, workdir = _notebook(tmp_path, DATA=str(data), INPUTS="bg+bg_fg", DEPTH_NEAR="dark", DEVICES=2)
     assert summary["data"]["layout"] == "fgbg" and summary["data"]["inputs"] == "bg+bg_fg"
+    assert torch.load(workdir / "checkpoints" / "last.pt", weights_only=True)["world_size"] == 2  # DDP (issue 15)
     assert summary["epochs_completed"] == 2 and (workdir / "predictions.zip").exists()
     assert {"mask_iou", "mask_iou_soft", "rmse"} <= set(summary["final_metrics"])
 

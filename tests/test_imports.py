@@ -23,7 +23,7 @@ LAYERS = [
     {"seglib.experiment"},
     {"seglib.tune"},
     {"seglib.segmentation", "seglib.depthseg", "seglib.hparam"},
-    {"seglib.nbrun", "seglib"},
+    {"seglib.nbrun", "seglib.launch", "seglib"},
 ]
 # losses and metrics are separate layers only so that neither imports the other; models, losses and metrics
 # depend on nothing but the base layer.

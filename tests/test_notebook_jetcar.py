@@ -56,8 +56,10 @@ def test_jetcar_notebook_smoke_synthetic(tmp_path):
 def test_jetcar_notebook_smoke_camvid(tmp_path, camvid):
     run_notebook("jetcar_segmentation", {"SMOKE": True, "EXPERIMENT": "nb_camvid", "WORKDIR": str(tmp_path),
                                          "DATA": str(camvid), "N_CLASSES": 12, "IGNORE_INDEX": 11,
-                                         "AUGMENT": "flip", "ONNX": False}, out_dir=tmp_path)
+                                         "AUGMENT": "flip", "ONNX": False, "DEVICES": 2}, out_dir=tmp_path)
     s = check_workdir(tmp_path, 12, 8, "Pred_0")  # no test split in CamVid: the val split is exported
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)  # DDP from the notebook (issue 15)
+    assert last["world_size"] == 2 and [r["rank"] for r in last["ranks"]] == [0, 1]
     assert s["data"]["layout"] == "pairs"
     assert set(s["final_metrics"]["iou_per_class"]) == {"Sky", "Building", "Pole", "Road", "Pavement", "Tree",
                                                          "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",

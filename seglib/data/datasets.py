@@ -229,35 +229,53 @@ class EpochSampler(Sampler):
     of ``(seed, epoch)``.
 
     Call :meth:`set_epoch` before iterating; ``start_batch`` skips the batches already trained (mid-
-    epoch resume).
+    epoch resume). With ``world_size`` > 1 (data-parallel training, :mod:`seglib.train.distributed`) every global
+    batch of ``batch_size`` consecutive samples of the permutation is split into ``world_size`` consecutive parts
+    (``numpy.array_split``) and rank ``rank`` yields its part, so the N processes together train the same batches as
+    one process; a last, short batch with fewer samples than processes gives a rank without a sample its batch's
+    sample ``rank % len`` again (every rank must take a step).
 
     Args:
         n: dataset length.
-        batch_size: used to convert ``start_batch`` into a sample offset.
+        batch_size: the global batch: converts ``start_batch`` into a sample offset.
         seed: shuffling seed.
         shuffle: False keeps index order (validation).
+        rank, world_size: this process's share of each batch.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0, shuffle: bool = True):
+    def __init__(self, n: int, batch_size: int, seed: int = 0, shuffle: bool = True, rank: int = 0,
+                 world_size: int = 1):
         self.n, self.batch_size, self.seed, self.shuffle = n, batch_size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 1, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Select the epoch (1-based) and the first batch to yield."""
+        """Select the epoch (1-based) and the first (global) batch to yield."""
         self.epoch, self.start_batch = epoch, start_batch
 
     def order(self, epoch: int) -> np.ndarray:
-        """Sample indices of ``epoch`` in training order."""
+        """Sample indices of ``epoch`` in training order (all ranks)."""
         if not self.shuffle:
             return np.arange(self.n)
         return np.random.default_rng([self.seed, epoch, 7]).permutation(self.n)
 
+    def _indices(self) -> np.ndarray:
+        rows = self.order(self.epoch)[self.start_batch * self.batch_size:]
+        if self.world_size == 1:
+            return rows
+        parts = []
+        for k in range(0, len(rows), self.batch_size):
+            batch = rows[k:k + self.batch_size]
+            part = np.array_split(batch, self.world_size)[self.rank]
+            parts.append(part if len(part) else batch[[self.rank % len(batch)]])
+        return np.concatenate(parts) if parts else rows[:0]
+
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        for i in self.order(self.epoch)[self.start_batch * self.batch_size:]:
+        for i in self._indices():
             yield (self.epoch, int(i))
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start_batch * self.batch_size)
+        return len(self._indices()) if self.world_size > 1 else max(0, self.n - self.start_batch * self.batch_size)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -272,7 +290,7 @@ def is_cached(dataset: Dataset) -> bool:
 
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, num_workers: int | None = None,
-                cuda: bool = False, pin_memory: bool | None = None) -> DataLoader:
+                cuda: bool = False, pin_memory: bool | None = None, rank: int = 0, world_size: int = 1) -> DataLoader:
     """A DataLoader over ``dataset`` driven by an :class:`EpochSampler` (reach it as ``loader.sampler``).
 
     The loader has its own seeded generator, so iterating it never consumes the global torch RNG (which
@@ -288,15 +306,19 @@ def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, 
             device and whether ``dataset`` is cached (:func:`is_cached`).
         cuda: the batches go to a CUDA device.
         pin_memory: page-locked batches for faster, asynchronous host-to-GPU copies; None: on CUDA only.
+        rank, world_size: data-parallel training: this process yields its ``batch_size / world_size`` share of every
+            global batch of ``batch_size`` (:class:`EpochSampler`); ``batch_size`` must be divisible by ``world_size``.
 
     Workers are persistent: started once, not at every epoch, and keeping the RAM cache they share mapped.
     Pinned memory lets the trainer's ``non_blocking`` host-to-GPU copies overlap the step.
     """
     workers = default_num_workers(cuda, cached=is_cached(dataset)) if num_workers is None else int(num_workers)
-    sampler = EpochSampler(len(dataset), batch_size, seed, shuffle)
+    if batch_size % world_size:
+        raise ValueError(f"batch size {batch_size} is not divisible by {world_size} processes")
+    sampler = EpochSampler(len(dataset), batch_size, seed, shuffle, rank, world_size)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=batch_size // world_size,
         sampler=sampler,
         num_workers=workers,
         pin_memory=cuda if pin_memory is None else bool(pin_memory),

@@ -21,8 +21,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -32,7 +30,7 @@ from ..data.datasets import make_loader
 from ..data.transforms import size_for_epoch
 from ..metrics import higher_is_better
 from ..runtime import Workspace, pick_device, versions
-from . import faults, recovery
+from . import distributed, faults, recovery
 from .callbacks import BestTracker, EarlyStopping, LossMean, check_monitor, monitor_keys  # noqa: F401
 from .checkpoint import (  # noqa: F401  (StorageError re-exported)
     BackgroundWrite,
@@ -43,6 +41,7 @@ from .checkpoint import (  # noqa: F401  (StorageError re-exported)
     set_rng_state,
     snapshot,
 )
+from .fitresult import FitResult  # noqa: F401  (re-exported)
 from .identity import BEST_KEYS, CheckpointMismatch, DataMismatch, FineTuneError, upgrade_checkpoint  # noqa: F401
 from .mirror import BackgroundCopy
 from .optim import (
@@ -60,30 +59,6 @@ MIRRORED = ["tensorboard", "history.json", "checkpoints/last.prev.pt", "checkpoi
 """What is copied from the local folder to WORKDIR (relative paths), in this order: a copy cut off anywhere
 leaves WORKDIR's TensorBoard at least as far as its ``last.pt`` (:func:`~seglib.train.checkpoint.mirror` opens
 every file first), and ``last.pt`` (the commit point) before ``best.pt``, as the local writes."""
-
-
-@dataclass
-class FitResult:
-    """What a fit did: ``status`` is ``"fresh"`` (started at epoch 0, also when fine-tuning), ``"resumed"``
-    or ``"already finished"`` (nothing trained); ``resumed_from`` is None or ``{"epoch", "batch"}`` (epoch in
-    progress, batches already done) for a resumed run; ``best`` is ``{"metric", "value", "epoch"}``;
-    ``seconds`` wall-clock time of this call; ``best_checkpoint`` WORKDIR's ``best.pt``, None while there is
-    no best (``best`` then has value and epoch None); ``fine_tuned_from`` None or ``{"path", "epoch", "data"}`` (the
-    checkpoint whose weights the run started from); ``data`` the data fingerprint; the paths are in WORKDIR."""
-
-    history: list[dict]
-    epochs_completed: int
-    resumed_from: dict | None
-    best: dict
-    stopped_early: bool
-    seconds: float
-    checkpoint: Path
-    best_checkpoint: Path | None
-    tensorboard: Path
-    last_val: dict = field(default_factory=dict)
-    status: str = "fresh"
-    fine_tuned_from: dict | None = None
-    data: dict | None = None
 
 
 def _on(callbacks, event: str, *args) -> None:
@@ -138,13 +113,17 @@ class TrainingState:
         self.task = getattr(metrics, "task", None)
         self.cfg, self.ws, self.engine, self.data, self.fine_tune = config, workspace, engine, data, fine_tune_from
         self.classes = classes
-        self.device = pick_device(device)
+        self.dist = distributed.current()  # data-parallel: rank 0 restores and writes (seglib.train.distributed)
+        self.device = self.dist.device if self.dist else pick_device(device)
         cuda = self.device.type == "cuda"
         self.amp, self.channels_last = bool(config.amp and cuda), bool(config.channels_last and cuda)
         self.model = model.to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.main = self.dist is None or self.dist.is_main
         self.metrics_factory, self.callbacks, self.lr_override = metrics_factory, list(callbacks), lr_override
+        if not self.main:
+            self.callbacks = []  # rank 0 alone reports
         self.optimizer = build_optimizer(config.optimizer, model, config.lr, config.weight_decay,
                                          config.encoder_lr_ratio, config.encoder_weight_decay, **config.optimizer_kwargs)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -152,7 +131,8 @@ class TrainingState:
         self.early = EarlyStopping(config.monitor, config.early_stop_patience)
         # num_workers None: per loader by device and cache (runtime.default_num_workers); pinned memory on CUDA
         self.train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=config.seed,
-                                        num_workers=config.num_workers, cuda=cuda)
+                                        num_workers=config.num_workers, cuda=cuda,
+                                        **({"rank": self.dist.rank, "world_size": self.dist.world_size} if self.dist else {}))
         self.val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=config.seed,
                                       num_workers=config.num_workers, cuda=cuda)
         self.n_batches = math.ceil(len(train_set) / config.batch_size)
@@ -161,6 +141,8 @@ class TrainingState:
                                          total_steps=config.epochs * self.n_batches, **config.scheduler_kwargs)
         self.per_step_scheduler = config.scheduler in PER_STEP
         self.pretrained_encoder = getattr(model, "encoder_weights_loaded", None) is not None
+        self.net = distributed.wrap(self.model, self.dist, find_unused=bool(config.freeze_encoder_epochs
+                                                                            and self.pretrained_encoder))
         self.epoch, self.batch, self.step = 0, 0, 0
         self.history: list[dict] = []
         self.last_val: dict = {}
@@ -171,7 +153,7 @@ class TrainingState:
         self.status = "fresh"
         self.writer = BackgroundWrite()  # checkpoint files are written off the training thread
         self.copier = BackgroundCopy(workspace.local, workspace.workdir, MIRRORED, self.BACKGROUND_COPY) \
-            if workspace.mirrored else None
+            if workspace.mirrored and self.main else None
         self.lr = config.lr
         self._t_start = self._t_epoch = self._t_train = self._last_save = time.monotonic()
 
@@ -189,7 +171,7 @@ class TrainingState:
             "rng": rng_state(), "history": self.history, "last_val": self.last_val, "epoch_lr": self.lr,
             "config": self.cfg.to_dict(), "versions": versions(), "saved_at": time.time(),
             "data": self.data, "fine_tuned_from": self.fine_tuned_from,
-            "task": self.task, "classes": self.classes,
+            "task": self.task, "classes": self.classes, "world_size": self.dist.world_size if self.dist else 1,
         }
 
     def best_state_dict(self, state: dict | None = None) -> dict:
@@ -231,7 +213,12 @@ class TrainingState:
         """
         self.writer.wait()
         faults.point("save.begin")
+        ranks = distributed.gather_ranks(self.dist, self) if self.dist else None
+        if not self.main:
+            return
         state = snapshot(self.state_dict())
+        if ranks:
+            state = distributed.add_ranks(state, ranks)
         self.writer.submit(lambda: self._write(state, best))
         if self.finished:
             self.writer.wait()
@@ -287,7 +274,11 @@ class TrainingState:
             StorageError: the local checkpoint folder is read-only (before any training).
             RuntimeError: checkpoints exist but none of ``last.pt``, ``last.prev.pt``, ``best.pt`` is readable.
         """
-        return recovery.restore(self)
+        if self.dist:
+            return distributed.restore(self, recovery.restore)
+        ckpt = recovery.restore(self)
+        distributed.say_world_change((ckpt or {}).get("world_size", 1), 1, self.status)
+        return ckpt
 
     @property
     def finished(self) -> bool:
@@ -325,13 +316,16 @@ class TrainingState:
         self.batch += 1
         self.step += 1
         _on(self.callbacks, "on_batch_end", self)
-        if self.batch < self.n_batches and time.monotonic() - self._last_save >= self.cfg.checkpoint_minutes * 60:
+        due = self.batch < self.n_batches and time.monotonic() - self._last_save >= self.cfg.checkpoint_minutes * 60
+        if distributed.agree(self.dist, due) if self.dist else due:
             self.save()
             self._last_save = time.monotonic()
 
     def begin_valid(self, epoch: int) -> None:
         """Training part of ``epoch`` done: stop its clock, reset the validation loss mean, order the sampler."""
         self._t_train = time.monotonic() - self._t_epoch
+        if self.dist:
+            distributed.end_train_part(self.dist, self.model, self.train_mean)
         self.val_loader.sampler.set_epoch(epoch)
         self.val_mean.reset()
 
@@ -380,7 +374,7 @@ class TrainingState:
         self.train_mean.reset()
         self.save(best=improved)
         _on(self.callbacks, "on_epoch_end", self, record)
-        if self.early.should_stop:
+        if self.early.should_stop and self.main:
             print(f"early stopping after epoch {epoch}: no {self.cfg.monitor} improvement for "
                   f"{self.early.wait} epochs (" + ("no best yet)" if self.best.value is None else
                                                    f"best {self.best.value:.4f} at epoch {self.best.epoch})"))

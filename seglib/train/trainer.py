@@ -56,7 +56,7 @@ class Trainer(TrainingState):
         super().__init__(config, model, train_set, val_set, workspace, metrics_factory=metrics_factory,
                          callbacks=callbacks, lr_override=lr_override, device=device, engine="seglib", data=data,
                          fine_tune_from=fine_tune_from, classes=classes)
-        self.loss_fn, self.render_grid, self.progress = loss_fn, render_grid, progress
+        self.loss_fn, self.render_grid, self.progress = loss_fn, render_grid, progress and self.main
 
     def fit(self) -> FitResult:
         """Train until ``config.epochs`` or early stopping; resume first if a checkpoint exists; do nothing
@@ -67,7 +67,8 @@ class Trainer(TrainingState):
             return self.result()
         from torch.utils.tensorboard import SummaryWriter
 
-        writer, ok = SummaryWriter(str(self.tb_dir), purge_step=self.epoch + 1), False
+        writer = SummaryWriter(str(self.tb_dir), purge_step=self.epoch + 1) if self.main else None  # rank 0 writes
+        ok = False
         try:
             epochs = tqdm(range(self.epoch + 1, self.cfg.epochs + 1), desc="epochs", initial=self.epoch,
                           total=self.cfg.epochs, disable=not self.progress)
@@ -81,16 +82,18 @@ class Trainer(TrainingState):
                     break
             ok = True
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
             self.sync_workdir(raise_errors=ok)  # wait for the copy to WORKDIR (reported, not raised, on an error)
         return self.result()
 
-    def _forward(self, batch: dict):
-        """``(inputs, target, outputs, loss)`` of one batch on the device (autocast on CUDA with AMP)."""
+    def _forward(self, batch: dict, net: nn.Module | None = None):
+        """``(inputs, target, outputs, loss)`` of one batch on the device (autocast on CUDA with AMP) through ``net``
+        (training: the DDP wrapper in data-parallel training; default the model)."""
         inputs = to_device(batch["input"], self.device, self.channels_last)
         target = to_device(batch["target"], self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            outputs = self.model(inputs)
+            outputs = (net or self.model)(inputs)
             loss = self.loss_fn(outputs, target)
         return inputs, target, outputs, loss
 
@@ -102,7 +105,7 @@ class Trainer(TrainingState):
         bar = tqdm(total=self.n_batches, initial=self.batch, desc=f"epoch {epoch} ({size}px)", leave=False,
                    disable=not self.progress)
         for batch in self.train_loader:
-            _, target, _, loss = self._forward(batch)
+            _, target, _, loss = self._forward(batch, self.net)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -121,7 +124,7 @@ class Trainer(TrainingState):
         self.model.eval()
         self.begin_valid(epoch)
         metrics = self.metrics_factory()
-        wanted = grid_indices(len(self.val_loader.dataset), self.cfg.log_images if self.render_grid else 0)
+        wanted = grid_indices(len(self.val_loader.dataset), self.cfg.log_images if self.render_grid and self.main else 0)
         shown = [None, None, None]
         for batch in self.val_loader:
             inputs, target, outputs, loss = self._forward(batch)
