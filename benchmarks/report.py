@@ -21,7 +21,7 @@ if __package__ in (None, ""):
 from benchmarks.common import RESULTS_DIR, arg_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["overhead", "loader", "checkpoint", "resume", "viewer", "onnx", "gpu", "lr_tuning", "quality", "quality_target"]
+ORDER = ["overhead", "loader", "checkpoint", "resume", "viewer", "onnx", "ddp", "gpu", "lr_tuning", "quality", "quality_target"]
 """Section order of BENCHMARKS.md (results of other names follow, sorted)."""
 
 

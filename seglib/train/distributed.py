@@ -304,10 +304,13 @@ def _child(rank: int, world: int, port: int, folder: str, fn, args) -> None:
         if rank == 0:
             Path(folder, "result.pkl").write_bytes(pickle.dumps(result))
     except BaseException as err:
+        text = RuntimeError(f"{type(err).__name__}: {err}")
         try:
-            Path(folder, f"error{rank}.pkl").write_bytes(pickle.dumps(err))
-        except Exception:  # noqa: BLE001 - an error that does not pickle: its text
-            Path(folder, f"error{rank}.pkl").write_bytes(pickle.dumps(RuntimeError(f"{type(err).__name__}: {err}")))
+            data = pickle.dumps(err)
+            pickle.loads(data)  # an exception class whose arguments do not come back is sent as its text
+        except Exception:  # noqa: BLE001
+            data = pickle.dumps(text)
+        Path(folder, f"error{rank}.pkl").write_bytes(data)
         raise
     finally:
         shutdown()
