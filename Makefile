@@ -29,6 +29,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	# headless Chromium + chromedriver for the browser tests (Debian packages; nothing when present)
 	bash tools/install_browser.sh
+	# a PostgreSQL server for the study test over a real database (Debian package; nothing when present)
+	bash tools/install_postgres.sh
 	$(PY) -m pytest -q -n auto --dist loadfile
 
 lint: $(STAMP)
@@ -54,7 +56,7 @@ clean-runs:
 reliability: $(STAMP)
 	$(PY) -m tools.reliability $(ARGS)
 
-# every benchmark (benchmarks/run_all.py: each script in its own process and time budget; under 20 min on
+# every benchmark (benchmarks/run_all.py: each script in its own process and time budget; about 27 min on
 # 2 cores), then BENCHMARKS.md from benchmarks/results/*.json; fails, after the others ran, if a script fails.
 # A smoke check in seconds per script (into a temporary folder, BENCHMARKS.md untouched): make bench ARGS=--quick
 .PHONY: bench

@@ -24,42 +24,22 @@ from .experiment import experiment_name
 from .losses import build_loss
 from .runtime import workspace
 from .train.checkpoint import atomic_write_json
+from .tune.journal_lease import LeaseGuard, hold_journal
 from .tune.lr_search import SCORE_VERSION, Prober, decade_search, probe_score, suggest_lr
-from .tune.specs import BASE_SPEC, OPTIMIZER_NAMES, get_grids, seed_lr, spec_hash, spec_key
+from .tune.specs import (  # noqa: F401  (the notebook imports them from here)
+    BASE_SPEC,
+    OPTIMIZER_NAMES,
+    SMOKE_SETTINGS,
+    get_grids,
+    seed_lr,
+    smoke_settings,
+    spec_hash,
+    spec_key,
+)
 from .tune.trial import BinaryTrial, data_id, execute, load_result
 from .tune.worker import HEARTBEAT_S, STALE_AFTER_S, StudyPlan, StudyWorker, TrialPlan, open_storage
 
 LR_FROM = ("decade", "range_test", "seed")
-SMOKE_SETTINGS = {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1, "range_steps": 20,
-                  "optimizers": 2, "losses": 1, "cpu_threads": 1}
-"""What a SMOKE run uses: these sizes, the first 2 optimizers and first loss of the LR search, and one CPU thread
-unless asked for more (on a busy 2-core CPU 2 threads made the smoke notebook 3.6x slower: 160 s against 45 s)."""
-
-
-def smoke_settings(smoke: bool, **values) -> dict:
-    """The notebook's settings, shrunk by :data:`SMOKE_SETTINGS` when ``smoke``.
-
-    Args:
-        smoke: False returns ``values`` unchanged.
-        values: any of ``img_size``, ``width_divisor``, ``trial_epochs``, ``probe_epochs``, ``range_steps``
-            (ints, replaced), ``optimizers``, ``losses`` (name lists, cut to their first 2 / 1) and
-            ``cpu_threads`` (None becomes 1, a number is kept).
-
-    Returns:
-        A new dict with the keys of ``values``.
-
-    Raises:
-        ValueError: an unknown key (the message lists the known ones).
-    """
-    bad = sorted(set(values) - set(SMOKE_SETTINGS))
-    if bad:
-        raise ValueError(f"unknown settings {bad}; known: {sorted(SMOKE_SETTINGS)}")
-    if not smoke:
-        return dict(values)
-    return {k: list(v)[:SMOKE_SETTINGS[k]] if k in ("optimizers", "losses") else
-            (v or SMOKE_SETTINGS[k]) if k == "cpu_threads" else SMOKE_SETTINGS[k] for k, v in values.items()}
-
-
 class HParamRun:
     """Seed 004's U-Net hyperparameter study on a binary dataset. It composes experiments: ``base_trial``
     (the base spec's :class:`~seglib.tune.trial.BinaryTrial` in ``WORKDIR/lr_search``) prepares the data and
@@ -277,23 +257,29 @@ class HParamRun:
 
         Feedback: a line ``[study] trial k/N: <key> (...; best val Dice so far)`` per trial, one per epoch (``epoch_table``),
         a result line; ``bar``: a tqdm bar per study (:class:`~seglib.tune.worker.StudyWorker`); ``progress``: trainer bars.
+        Raises :class:`~seglib.tune.journal_lease.JournalInUseError` when another machine holds a journal's lease.
         """
         plans = self.make_plans(studies, lrs)
-        store, self.storage_desc = open_storage(storage, self.ws.workdir)
-        print(f"studies: {', '.join(f'{p.name} ({len(p.trials)} trials)' for p in plans)}; storage: {self.storage_desc}")
+        guard = LeaseGuard(hold_journal(storage, self.ws.workdir, heartbeat, stale_after))  # before the journal opens
+        try:
+            store, self.storage_desc = open_storage(storage, self.ws.workdir)
+            print(f"studies: {', '.join(f'{p.name} ({len(p.trials)} trials)' for p in plans)}; storage: {self.storage_desc}")
 
-        def run_trial(tp: TrialPlan, callbacks) -> dict:
-            res = execute(self.trial(tp), study=tp.study, key=tp.key, params=tp.params, callbacks=callbacks,
-                          progress=progress, epoch_table=epoch_table)
-            how = f"reused from {res['reused_study']}" if res.get("reused_from") else (
-                f"{res['epochs_completed']} epochs" + (f", resumed at {res['resumed_from']}" if res.get("resumed_from")
-                                                       else ""))
-            self.worker.log(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} (best epoch {res['evaluated']['epoch']}; {how})")
-            return res
+            def run_trial(tp: TrialPlan, callbacks) -> dict:
+                res = execute(self.trial(tp), study=tp.study, key=tp.key, params=tp.params,
+                              callbacks=[*callbacks, guard], progress=progress, epoch_table=epoch_table)
+                how = f"reused from {res['reused_study']}" if res.get("reused_from") else (
+                    f"{res['epochs_completed']} epochs" + (f", resumed at {res['resumed_from']}" if res.get("resumed_from")
+                                                           else ""))
+                self.worker.log(f"    {tp.key}: val Dice {res['final']['val_fg_dice']:.4f} "
+                                f"(best epoch {res['evaluated']['epoch']}; {how})")
+                return res
 
-        self.worker = StudyWorker(store, plans, run_trial, pruner=pruner, heartbeat=heartbeat,
-                                  stale_after=stale_after, poll=poll, wait=wait, bar=bar)
-        return self.worker.run()
+            self.worker = StudyWorker(store, plans, run_trial, pruner=pruner, heartbeat=heartbeat,
+                                      stale_after=stale_after, poll=poll, wait=wait, bar=bar)
+            return self.worker.run()
+        finally:
+            guard.release()
 
     # ------------------------------------------------------------------ results
     def results(self, study: str | None = None) -> list[dict]:

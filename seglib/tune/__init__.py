@@ -5,5 +5,7 @@ over one grid of trial specs.
 - :mod:`.lr_search`: the two LR search procedures;
 - :mod:`.trial`: one resumable trial (:class:`~.trial.BinaryTrial`, an Experiment);
 - :mod:`.worker`: the Optuna work queue that runs the studies' trials (:class:`~.worker.StudyWorker`);
-- :mod:`.liveness`: the trials' heartbeats and whether the process behind one is provably gone.
+- :mod:`.liveness`: the trials' heartbeats and whether the process behind one is provably gone;
+- :mod:`.storage`: ``STORAGE`` (journal file or RDB URL such as PostgreSQL) to an Optuna storage;
+- :mod:`.journal_lease`: one machine at a time on a journal file (a second Colab session on it is refused).
 """

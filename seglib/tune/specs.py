@@ -193,3 +193,32 @@ def spec_key(study: StudyGrid, params: dict, spec: dict) -> str:
     """Folder name of a trial: readable grid-point label plus the spec hash, e.g. ``adam-plateau-1a2b3c4d``."""
     return f"{study.label(params)}-{spec_hash(spec)}"
 
+
+SMOKE_SETTINGS = {"img_size": 64, "width_divisor": 16, "trial_epochs": 2, "probe_epochs": 1, "range_steps": 20,
+                  "optimizers": 2, "losses": 1, "cpu_threads": 1}
+"""What a SMOKE run uses: these sizes, the first 2 optimizers and first loss of the LR search, and one CPU thread
+unless asked for more (on a busy 2-core CPU 2 threads made the smoke notebook 3.6x slower: 160 s against 45 s)."""
+
+
+def smoke_settings(smoke: bool, **values) -> dict:
+    """The notebook's settings, shrunk by :data:`SMOKE_SETTINGS` when ``smoke``.
+
+    Args:
+        smoke: False returns ``values`` unchanged.
+        values: any of ``img_size``, ``width_divisor``, ``trial_epochs``, ``probe_epochs``, ``range_steps``
+            (ints, replaced), ``optimizers``, ``losses`` (name lists, cut to their first 2 / 1) and
+            ``cpu_threads`` (None becomes 1, a number is kept).
+
+    Returns:
+        A new dict with the keys of ``values``.
+
+    Raises:
+        ValueError: an unknown key (the message lists the known ones).
+    """
+    bad = sorted(set(values) - set(SMOKE_SETTINGS))
+    if bad:
+        raise ValueError(f"unknown settings {bad}; known: {sorted(SMOKE_SETTINGS)}")
+    if not smoke:
+        return dict(values)
+    return {k: list(v)[:SMOKE_SETTINGS[k]] if k in ("optimizers", "losses") else
+            (v or SMOKE_SETTINGS[k]) if k == "cpu_threads" else SMOKE_SETTINGS[k] for k, v in values.items()}

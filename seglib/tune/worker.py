@@ -23,12 +23,14 @@ instead of mixing results. A worker (:class:`StudyWorker`, one per notebook/proc
    re-run trial resumes from that folder's ``last.pt``, and reports per-epoch val Dice for pruning
    (``MedianPruner`` when ``pruner="median"``).
 
-Storage (``storage`` argument, notebook ``STORAGE``): None or ``"journal"`` = a JournalStorage file
-``WORKDIR/optuna_journal.log`` (append-only, ``JournalFileOpenLock``): right for one notebook on Drive
-and for several processes on one machine. Two Colab sessions or two machines: pass an RDB URL
-(``postgresql://...``, ``mysql+pymysql://...``) reachable from both; Drive does not share file locks
-between machines, and SQLite on Drive has locking and late-sync problems (optuna #820, #2582).
-``sqlite:///path`` works for processes on one machine with a local disk.
+Storage (``storage`` argument, notebook ``STORAGE``; :mod:`.storage`): None or ``"journal"`` = a JournalStorage
+file ``WORKDIR/optuna_journal.log`` (append-only, ``JournalFileOpenLock``): right for one notebook on Drive and for
+several processes on one machine. Two Colab sessions or two machines: an RDB URL reachable from both, such as a
+hosted PostgreSQL ``postgresql://user:pw@host/db`` (``pip install psycopg2-binary``); the heartbeats, takeover and
+duplicate check above work the same there (tests/test_study_postgres.py runs them against a real server). A journal
+file on Drive is not safe for two sessions (Drive has no file locks between machines): :mod:`.journal_lease` refuses
+a second host while the first one's lease is fresh. SQLite on Drive has locking and late-sync problems (optuna
+#820, #2582); ``sqlite:///path`` works for processes on one machine with a local disk.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -50,38 +51,13 @@ from tqdm.auto import tqdm
 from ..config import config_label
 from ..metrics import BinaryMetrics, upgrade_keys
 from .liveness import HEARTBEAT_S, STALE_AFTER_S, Heartbeat, process_gone
+from .storage import JOURNAL_NAME as JOURNAL_NAME  # re-exported: callers import them from here
+from .storage import open_storage as open_storage
 from .trial import StopTrial
 
-JOURNAL_NAME = "optuna_journal.log"
 _RANK = {TrialState.COMPLETE: "done", TrialState.PRUNED: "done", TrialState.RUNNING: "running",
          TrialState.WAITING: "waiting"}
 _PRIORITY = {"waiting": 1, "running": 2, "done": 3}
-
-
-def open_storage(storage, workdir) -> tuple[optuna.storages.BaseStorage, str]:
-    """``(storage object, description)`` for a ``STORAGE`` value.
-
-    Args:
-        storage: None/``"journal"`` (journal file in ``workdir``), a path ending in ``.log``/``.journal``,
-            an ``sqlite:///``, ``postgresql://`` or ``mysql://`` URL, or a storage object.
-
-    Raises:
-        ValueError: anything else (the message lists the accepted forms).
-    """
-    if isinstance(storage, optuna.storages.BaseStorage):
-        return storage, type(storage).__name__
-    text = "journal" if storage is None else str(storage)
-    if text == "journal" or text.endswith((".log", ".journal")):
-        path = Path(workdir) / JOURNAL_NAME if text == "journal" else Path(text).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
-
-        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
-        return optuna.storages.JournalStorage(backend), f"journal file {path}"
-    if "://" in text:
-        return optuna.storages.RDBStorage(text), f"RDB {text.split('://')[0]}"
-    raise ValueError(f"STORAGE={storage!r} is not understood; use None (journal file in WORKDIR), a .log path, "
-                     "or an RDB URL such as sqlite:///study.db or postgresql://user:pw@host/db")
 
 
 @dataclass
