@@ -21,7 +21,7 @@ from seglib.nbrun import run_notebook  # noqa: E402
 # the keys of seglib.train.state.TrainingState.state_dict() (both engines): a Catalyst checkpoint has all of them
 SEGLIB_CHECKPOINT_KEYS = {"format", "engine", "model", "optimizer", "scheduler", "scaler", "epoch", "batch", "step",
                           "train_acc", "early_stopping", "best", "rng", "history", "last_val", "config", "versions",
-                          "saved_at", "data", "fine_tuned_from", "epoch_lr", "task", "classes"}
+                          "saved_at", "data", "fine_tuned_from", "epoch_lr", "task", "classes", "world_size"}
 
 
 def check_catalyst_workdir(workdir, n_classes, n_predictions, recipe="fast"):
