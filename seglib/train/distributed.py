@@ -24,6 +24,7 @@ import os
 import pickle
 import socket
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,6 +299,8 @@ def _free_port() -> int:
 def _child(rank: int, world: int, port: int, folder: str, fn, args) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
+    if rank > 0:
+        warnings.simplefilter("ignore", UserWarning)  # rank 0 shows the same ones (e.g. no pretrained weights)
     try:
         init_from_env()
         result = fn(*args)
