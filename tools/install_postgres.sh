@@ -15,20 +15,7 @@ have_server() {
 if have_server; then
     exit 0
 fi
-if ! command -v apt-get >/dev/null; then
-    echo "install_postgres.sh: no apt-get here; install a PostgreSQL server (initdb, pg_ctl) yourself for" \
-         "tests/test_study_postgres.py" >&2
-    exit 0
-fi
-SUDO=""
-if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
-        echo "install_postgres.sh: not root and no sudo; run: sudo apt-get install postgresql" >&2
-        exit 0
-    fi
-fi
-echo "installing postgresql (Debian package) for the study test over a real database"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+source "$(dirname "$0")/apt_install.sh"
+apt_install install_postgres.sh "tests/test_study_postgres.py" postgresql || exit 0
 have_server || { echo "install_postgres.sh: postgresql installed but no initdb/pg_ctl found" >&2; exit 1; }
 ls -d /usr/lib/postgresql/*/bin
