@@ -54,7 +54,8 @@ from .optim import (
 )
 
 FORMAT = "seglib-checkpoint/1"
-"""Checkpoint format. Fields added since (``engine``, ``train_acc.seen`` as a float tensor) are optional."""
+"""Checkpoint format. Fields added since (``engine``, ``train_acc.seen`` as a float tensor, ``world_size``, and
+``ranks`` from data-parallel runs: :func:`seglib.train.distributed.add_ranks`) are optional."""
 MIRRORED = ["tensorboard", "history.json", "checkpoints/last.prev.pt", "checkpoints/last.pt", "checkpoints/best.pt"]
 """What is copied from the local folder to WORKDIR (relative paths), in this order: a copy cut off anywhere
 leaves WORKDIR's TensorBoard at least as far as its ``last.pt`` (:func:`~seglib.train.checkpoint.mirror` opens

@@ -93,7 +93,7 @@ class Trainer(TrainingState):
         inputs = to_device(batch["input"], self.device, self.channels_last)
         target = to_device(batch["target"], self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            outputs = (net or self.model)(inputs)
+            outputs = (self.model if net is None else net)(inputs)
             loss = self.loss_fn(outputs, target)
         return inputs, target, outputs, loss
 
