@@ -110,17 +110,19 @@ def test_ddp_and_one_process_end_with_the_same_weights_within_tolerance(runs):
 def test_a_ddp_run_killed_mid_epoch_resumes_under_torchrun_bit_equal(runs, tmp_path):
     work = tmp_path / "killed"
     cmd = ["-m", "seglib.launch", *ARGS, "--workdir", str(work)]
-    # save.begin hit 6 in every process: epoch 2, batch 2 (the 6th checkpoint after epoch 1's four): a lost VM
-    killed = subprocess.run([sys.executable, *cmd, "--devices", "2"], env={**_env(), "SEGLIB_FAULT_AT": "save.begin:6"},
+    # save.begin hit 7 in every process: epoch 2, batch 3 (after epoch 1's four checkpoints): a lost VM. The process
+    # that gets there first dies; the launcher then ends the other, whose background writer may not have finished
+    # the checkpoint of batch 2: last.pt holds batch 2 or batch 1 of epoch 2 (issue 12's bound of 2 steps redone)
+    killed = subprocess.run([sys.executable, *cmd, "--devices", "2"], env={**_env(), "SEGLIB_FAULT_AT": "save.begin:7"},
                             capture_output=True, text=True, timeout=300)
     assert killed.returncode != 0 and "SIGKILL" in killed.stderr, killed.stderr[-2000:]
     left = _ckpt(work)
-    assert (left["epoch"], left["batch"], left["world_size"]) == (1, 1, 2)  # mid-epoch 2
+    assert left["epoch"] == 1 and left["batch"] in (1, 2) and left["world_size"] == 2  # mid-epoch 2
     resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                               *cmd], env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     out = json.loads(resumed.stdout.strip().splitlines()[-1])
-    assert out["status"] == "resumed" and out["resumed_from"] == {"epoch": 2, "batch": 1}
+    assert out["status"] == "resumed" and out["resumed_from"] == {"epoch": 2, "batch": left["batch"]}
     end, ref = _ckpt(work), _ckpt(runs["ddp"])
     assert end["step"] == ref["step"] == 8
     for k in ref["model"]:
