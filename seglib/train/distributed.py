@@ -279,7 +279,7 @@ def fit_parallel(run, devices, engine: str, *args):
                          "DEVICES=1 for the Catalyst engine")
     if ctx is None and n > 1:
         print(plan(n, run.cfg.batch_size, run.cfg.lr, run.device))
-        return launch(_fit, n, run, *args)
+        return launch(_fit, n, run, *args, backend="nccl" if run.device.type == "cuda" else "gloo")
     if ctx is not None and ctx.is_main:
         print(plan(ctx.world_size, run.cfg.batch_size, run.cfg.lr, ctx.device))
     return None
@@ -296,9 +296,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _child(rank: int, world: int, port: int, folder: str, fn, args) -> None:
+def _child(rank: int, world: int, port: int, folder: str, fn, args, backend: str | None) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+                      MASTER_PORT=str(port), **({"SEGLIB_DDP_BACKEND": backend} if backend else {}))
     if rank > 0:
         warnings.simplefilter("ignore", UserWarning)  # rank 0 shows the same ones (e.g. no pretrained weights)
     try:
@@ -319,7 +319,7 @@ def _child(rank: int, world: int, port: int, folder: str, fn, args) -> None:
         shutdown()
 
 
-def launch(fn, n: int, *args, start_method: str | None = None):
+def launch(fn, n: int, *args, start_method: str | None = None, backend: str | None = None):
     """Run ``fn(*args)`` in ``n`` processes on this machine as one process group; return rank 0's return value.
 
     The processes are started with ``fork`` (they inherit the caller's objects: a notebook's run, its data and RAM
@@ -330,6 +330,9 @@ def launch(fn, n: int, *args, start_method: str | None = None):
 
     Args:
         start_method: ``"fork"`` or ``"spawn"``; None: as above.
+        backend: ``"nccl"`` (one GPU per process) or ``"gloo"`` (CPU); None: NCCL when CUDA is available
+            (:func:`init_from_env`). :func:`fit_parallel` passes the run's device's (``DEVICE="cpu"`` on a GPU
+            machine trains on the CPU).
 
     Raises:
         RuntimeError: a process ended without an exception of its own (killed: its signal is named).
@@ -343,7 +346,8 @@ def launch(fn, n: int, *args, start_method: str | None = None):
                   "(each imports seglib again: some seconds more)")
     with tempfile.TemporaryDirectory(prefix="seglib-ddp-") as folder:
         try:
-            mp.start_processes(_child, args=(n, _free_port(), folder, fn, args), nprocs=n, start_method=start_method)
+            mp.start_processes(_child, args=(n, _free_port(), folder, fn, args, backend), nprocs=n,
+                               start_method=start_method)
         except (mp.ProcessRaisedException, mp.ProcessExitedException) as err:
             errors = sorted(Path(folder).glob("error*.pkl"))
             if errors:
