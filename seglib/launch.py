@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     run = build(args)
     run.prepare()
-    result = run.train(devices=args.devices if args.devices == "auto" else int(args.devices), progress=False)
+    result = run.train(devices=args.devices, progress=False)  # "auto" or a number: resolve_devices reads both
     main_process = is_main_process()
     shutdown()  # torchrun: the process group is no longer needed; rank 0 goes on alone
     if not main_process:
